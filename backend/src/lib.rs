@@ -1,0 +1,127 @@
+//! Simulated upstreams for Switchyard: the load-balancing study's three
+//! backends (fixed latency cycles advanced once per request), plus echo and
+//! bulk-data routes for exercising the proxy's streaming paths.
+//!
+//! Routes: `POST|PUT /echo` streams the body back, `GET /bytes/N` sends N
+//! pattern bytes (see [`pattern_byte`]), `GET /health` answers `ok`; these
+//! bypass the cycle and the capacity limit. Anything else is a profile
+//! request: it takes the next step's latency and answers
+//! `Hello from A - simulated 10ms` with `x-backend-id` and
+//! `x-simulated-latency-ms` headers (or a 500 for a simulated failure).
+
+mod profile;
+mod server;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use profile::{parse_latencies, BackendConfig, ConfigError, MAX_LATENCY_MS, STUDY_IDS};
+pub use server::{pattern_byte, SHUTDOWN_GRACE};
+
+use profile::Profile;
+use server::Shared;
+
+/// Serves `cfg` on an already-bound listener until `shutdown` resolves.
+///
+/// Takes the listener rather than an address so callers can report bind
+/// failures (and the real port) themselves. Returns `InvalidInput` for an
+/// invalid config; otherwise it only returns after shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: BackendConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let shared = Arc::new(Shared::new(Profile::compile(&cfg)?, cfg.capacity));
+    server::run(listener, shared, shutdown).await;
+    Ok(())
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves `cfg` on a task of
+/// the current tokio runtime.
+pub async fn spawn(cfg: BackendConfig, addr: SocketAddr) -> std::io::Result<RunningBackend> {
+    let profile = Profile::compile(&cfg)?;
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::new(profile, cfg.capacity));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(listener, shared.clone(), async {
+        // Fires on an explicit stop and when the handle is dropped.
+        let _ = stopped.await;
+    }));
+    Ok(RunningBackend {
+        addr,
+        id: cfg.id,
+        shared,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// A backend started by [`spawn`]. Dropping it starts a graceful shutdown.
+pub struct RunningBackend {
+    pub addr: SocketAddr,
+    id: String,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningBackend {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Profile requests received so far (the cycle position); the echo,
+    /// bytes and health routes are not counted.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// TCP connections accepted so far, which tells pooled (persistent)
+    /// upstream connections apart from one-connection-per-request.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Requests a graceful shutdown without waiting for it; the port may
+    /// still accept briefly. Use [`RunningBackend::stop`] when that matters.
+    pub fn shutdown(self) {}
+
+    /// Stops accepting, finishes in-flight requests (closing idle keep-alive
+    /// connections at once) and returns when every connection is closed.
+    pub async fn stop(mut self) {
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Simulates a crash: the listener and every connection are dropped,
+    /// in-flight requests included, without sending responses.
+    pub async fn kill(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningBackend {
+    fn drop(&mut self) {
+        self.stop.take();
+    }
+}
+
+#[cfg(test)]
+mod tests;

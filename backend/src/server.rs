@@ -1,0 +1,273 @@
+//! Accept loop, request routing and response bodies.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::profile::Profile;
+
+/// How long in-flight requests may finish after shutdown is requested before
+/// their connections are cut; longer than any study step.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// `/bytes/N` is sent in slices of this size, so large transfers never hold
+/// more than one chunk in memory.
+const CHUNK: usize = 64 * 1024;
+/// The pattern `(i*31+7) mod 251` repeats every 251 bytes.
+const PATTERN_PERIOD: u64 = 251;
+
+/// State shared by every connection of one backend.
+pub(crate) struct Shared {
+    pub profile: Profile,
+    pub gate: Option<Semaphore>,
+    pub requests: AtomicU64,
+    pub connections: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(profile: Profile, capacity: Option<usize>) -> Self {
+        Self {
+            profile,
+            gate: capacity.map(Semaphore::new),
+            requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish (up to [`SHUTDOWN_GRACE`]) and closes idle keep-alive
+/// connections.
+pub(crate) async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(());
+    let mut conns = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
+                    conns.spawn(connection(stream, shared.clone(), stop_rx.clone()));
+                }
+                // Typically EMFILE or an aborted handshake: the listener
+                // itself is fine, so back off briefly instead of dying.
+                Err(e) => {
+                    eprintln!("backend: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    // Receivers see the send (or the drop) as a change and shut down gracefully.
+    drop(stop_tx);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, drain).await;
+    conns.shutdown().await;
+}
+
+async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<()>) {
+    // Responses are small and latency is the thing being measured.
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| handle(shared.clone(), req));
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<ReplyBody>, Infallible> {
+    let method = req.method();
+    let path = req.uri().path();
+    let reply = if (method == Method::POST || method == Method::PUT) && path == "/echo" {
+        echo(req)
+    } else if method == Method::GET && path == "/health" {
+        text(StatusCode::OK, Bytes::from_static(b"ok"))
+    } else if let (true, Some(n)) = (method == Method::GET, path.strip_prefix("/bytes/")) {
+        pattern(n)
+    } else {
+        profile_reply(&shared, req.into_body()).await
+    };
+    Ok(reply)
+}
+
+/// Advances the cycle at receipt, so the order of steps follows arrival
+/// order even when requests overlap.
+async fn profile_reply(shared: &Shared, body: Incoming) -> Response<ReplyBody> {
+    let index = shared.requests.fetch_add(1, Ordering::Relaxed);
+    let profile = &shared.profile;
+    let step = profile.step(index);
+    let failed = profile.fails(index);
+    drain(body).await;
+    // A closed semaphore cannot happen (it is never closed); serve unthrottled if it did.
+    let _permit = match &shared.gate {
+        Some(gate) => gate.acquire().await.ok(),
+        None => None,
+    };
+    if let Some(delay) = step.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let (status, body) = if failed {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            profile.error_body.clone(),
+        )
+    } else {
+        (StatusCode::OK, step.ok_body.clone())
+    };
+    let mut resp = text(status, body);
+    let headers = resp.headers_mut();
+    headers.insert(profile.id_header.clone(), profile.id.clone());
+    headers.insert(profile.latency_header.clone(), step.latency_header.clone());
+    resp
+}
+
+/// Reads the request body to its end so the connection stays reusable;
+/// a broken body only means the connection will close after this response.
+async fn drain(mut body: Incoming) {
+    if body.is_end_stream() {
+        return;
+    }
+    while let Some(Ok(_)) = body.frame().await {}
+}
+
+fn text(status: StatusCode, body: Bytes) -> Response<ReplyBody> {
+    let mut resp = Response::new(ReplyBody::Full(Some(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn echo(req: Request<Incoming>) -> Response<ReplyBody> {
+    let (parts, body) = req.into_parts();
+    let mut resp = Response::new(ReplyBody::Echo(body));
+    if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
+        resp.headers_mut().insert(CONTENT_TYPE, ct.clone());
+    }
+    resp
+}
+
+fn pattern(count: &str) -> Response<ReplyBody> {
+    let Ok(len) = count.parse::<u64>() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            Bytes::from_static(b"expected /bytes/N with N a byte count"),
+        );
+    };
+    let mut resp = Response::new(ReplyBody::Pattern {
+        offset: 0,
+        remaining: len,
+    });
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// Byte `i` of every `/bytes/N` response, exposed so clients can verify payloads.
+pub fn pattern_byte(i: u64) -> u8 {
+    ((i % PATTERN_PERIOD * 31 + 7) % PATTERN_PERIOD) as u8
+}
+
+/// One chunk plus a period of slack, so any offset's chunk is a zero-copy slice.
+fn pattern_buffer() -> &'static Bytes {
+    static BUF: OnceLock<Bytes> = OnceLock::new();
+    BUF.get_or_init(|| {
+        (0..(CHUNK as u64 + PATTERN_PERIOD))
+            .map(pattern_byte)
+            .collect::<Vec<u8>>()
+            .into()
+    })
+}
+
+/// Response body for every route; an enum rather than a boxed trait object
+/// to keep the hot path free of per-request allocations.
+pub(crate) enum ReplyBody {
+    Full(Option<Bytes>),
+    /// Frames are forwarded as they arrive, so echoing never buffers a whole body.
+    Echo(Incoming),
+    Pattern {
+        offset: u64,
+        remaining: u64,
+    },
+}
+
+impl Body for ReplyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReplyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ReplyBody::Echo(incoming) => Pin::new(incoming).poll_frame(cx),
+            ReplyBody::Pattern { offset, remaining } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                let len = (*remaining).min(CHUNK as u64) as usize;
+                let start = (*offset % PATTERN_PERIOD) as usize;
+                *offset += len as u64;
+                *remaining -= len as u64;
+                let chunk = pattern_buffer().slice(start..start + len);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReplyBody::Full(data) => data.as_ref().is_none_or(Bytes::is_empty),
+            ReplyBody::Echo(incoming) => incoming.is_end_stream(),
+            ReplyBody::Pattern { remaining, .. } => *remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReplyBody::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            ReplyBody::Echo(incoming) => incoming.size_hint(),
+            ReplyBody::Pattern { remaining, .. } => SizeHint::with_exact(*remaining),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! One live, sandboxed instance of a policy component, and the calls into it.
+//!
+//! Every call runs under the epoch deadline and the memory cap; anything that goes wrong
+//! comes back as a [`Fault`], never a panic. After a fault the instance must not be called
+//! again (its state may be half-updated): the router replaces it.
+use std::sync::Arc;
+
+use wasmtime::{Store, Trap};
+
+use crate::bindings::{
+    RequestFields, Router as Bindings, WitBackend, WitObservation, WitOutcome, WitRequest, WitSetup,
+};
+use crate::component::{LoadError, PolicyComponent};
+use crate::sandbox::StoreState;
+use crate::types::{Backend, FaultKind, Limits, Observation, Outcome, RequestView};
+
+/// What the router hands a new instance: the same for every instance of a router.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub backends: Vec<Backend>,
+    pub config: Vec<(String, String)>,
+    pub seed: u64,
+}
+
+/// A failed call: its kind and the engine's explanation.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub detail: String,
+}
+
+/// What a policy said about itself in `configure`.
+#[derive(Debug, Clone)]
+pub struct PolicyInfo {
+    pub name: Arc<str>,
+    pub score_label: String,
+    fields: RequestFields,
+    headers: Vec<String>,
+}
+
+pub struct PolicyInstance {
+    store: Store<StoreState>,
+    bindings: Bindings,
+    info: PolicyInfo,
+    backends: usize,
+    deadline_ticks: u64,
+}
+
+/// The epoch ticker's period; deadlines are whole ticks.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
+impl PolicyInstance {
+    /// Instantiates and configures `component`. Slow (microseconds to milliseconds): never
+    /// on the request path.
+    pub fn new(
+        component: &PolicyComponent,
+        setup: &Setup,
+        limits: Limits,
+        now_ns: u64,
+    ) -> Result<Self, LoadError> {
+        let engine = component.pre.instance_pre().engine();
+        let mut store = Store::new(
+            engine,
+            StoreState::new(component.label(), setup.seed, limits.memory_bytes),
+        );
+        store.limiter(|s| s.limiter());
+        let deadline_ticks = (limits.deadline.as_nanos() / TICK.as_nanos()).max(1) as u64;
+        // Instantiation and the first call may do one-time work; give them more room.
+        store.set_epoch_deadline(deadline_ticks.max(1000));
+        let faulted = |stage: &'static str, e: wasmtime::Error| LoadError::Faulted {
+            path: component.path().to_path_buf(),
+            stage,
+            reason: first_line(&e),
+        };
+        let bindings = component
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| faulted("instantiation", e))?;
+        let wit_setup = WitSetup {
+            backends: setup
+                .backends
+                .iter()
+                .map(|b| WitBackend {
+                    id: b.id.clone(),
+                    url: b.url.clone(),
+                    weight: b.weight,
+                })
+                .collect(),
+            config: setup.config.clone(),
+            seed: setup.seed,
+            now_ns,
+        };
+        let info = bindings
+            .switchyard_policy_policy()
+            .call_configure(&mut store, &wit_setup)
+            .map_err(|e| faulted("configure", e))?
+            .map_err(|message| LoadError::Rejected {
+                path: component.path().to_path_buf(),
+                message,
+            })?;
+        Ok(PolicyInstance {
+            store,
+            bindings,
+            info: PolicyInfo {
+                name: Arc::from(info.name.as_str()),
+                score_label: info.score_label,
+                fields: info.fields,
+                headers: info
+                    .headers
+                    .into_iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
+            },
+            backends: setup.backends.len(),
+            deadline_ticks,
+        })
+    }
+
+    pub fn info(&self) -> &PolicyInfo {
+        &self.info
+    }
+
+    pub fn choose(&mut self, req: &dyn RequestView, now_ns: u64) -> Result<usize, Fault> {
+        let request = self.request(req, now_ns);
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let answer = self
+            .bindings
+            .switchyard_policy_policy()
+            .call_choose(&mut self.store, &request);
+        match answer {
+            Ok(i) if (i as usize) < self.backends => Ok(i as usize),
+            Ok(i) => Err(Fault {
+                kind: FaultKind::BadIndex,
+                detail: format!(
+                    "choose answered backend {i}, but there are only {}",
+                    self.backends
+                ),
+            }),
+            Err(e) => Err(self.fault(e)),
+        }
+    }
+
+    pub fn observe(&mut self, o: &Observation) -> Result<(), Fault> {
+        let obs = WitObservation {
+            backend: o.backend as u32,
+            now_ns: o.now_ns,
+            latency_ns: o.latency_ns,
+            status: o.status,
+            outcome: match o.outcome {
+                Outcome::Response => WitOutcome::Response,
+                Outcome::ConnectError => WitOutcome::ConnectError,
+                Outcome::Timeout => WitOutcome::Timeout,
+                Outcome::Broken => WitOutcome::Broken,
+            },
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.bindings
+            .switchyard_policy_policy()
+            .call_observe(&mut self.store, obs)
+            .map_err(|e| self.fault(e))
+    }
+
+    pub fn scores(&mut self) -> Result<Vec<(usize, f64)>, Fault> {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let scores = self
+            .bindings
+            .switchyard_policy_policy()
+            .call_scores(&mut self.store)
+            .map_err(|e| self.fault(e))?;
+        Ok(scores
+            .into_iter()
+            .filter(|s| (s.backend as usize) < self.backends)
+            .map(|s| (s.backend as usize, s.value))
+            .collect())
+    }
+
+    /// Builds the request record with only the fields the policy asked for; the common
+    /// case (none) allocates nothing.
+    fn request(&self, req: &dyn RequestView, now_ns: u64) -> WitRequest {
+        let f = self.info.fields;
+        let take = |want: RequestFields, get: &dyn Fn() -> String| {
+            if f.contains(want) {
+                get()
+            } else {
+                String::new()
+            }
+        };
+        WitRequest {
+            now_ns,
+            method: take(RequestFields::METHOD, &|| req.method().to_string()),
+            path: take(RequestFields::PATH, &|| req.path_and_query().to_string()),
+            authority: take(RequestFields::AUTHORITY, &|| req.authority().to_string()),
+            client: take(RequestFields::CLIENT, &|| {
+                req.client().map(|a| a.to_string()).unwrap_or_default()
+            }),
+            headers: self
+                .info
+                .headers
+                .iter()
+                .filter_map(|h| req.header(h).map(|v| (h.clone(), v.to_string())))
+                .collect(),
+        }
+    }
+
+    fn fault(&mut self, e: wasmtime::Error) -> Fault {
+        let memory = self.store.data_mut().take_memory_hit();
+        let kind = match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => FaultKind::Deadline,
+            _ if memory => FaultKind::Memory,
+            _ => FaultKind::Trap,
+        };
+        Fault {
+            kind,
+            detail: first_line(&e),
+        }
+    }
+}
+
+/// The root cause (e.g. "wasm trap: interrupt", "unknown import: ..."), without the wasm
+/// backtrace wasmtime wraps around it: one line for the log.
+fn first_line(e: &wasmtime::Error) -> String {
+    let text = e.root_cause().to_string();
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
+}

@@ -1,0 +1,103 @@
+//! Exponentially weighted moving average: `score = alpha * latency + (1 - alpha) * score`
+//! (alpha 0.2 by default, as in the study; the first sample sets the score). Lowest wins;
+//! backends without a sample are probed first. Failures (connect error, timeout, 5xx) are
+//! recorded as `failure-penalty-ms` (default 1000) so a dead backend stops being chosen.
+use std::cell::RefCell;
+
+use common::Probes;
+
+wit_bindgen::generate!({ path: "../../wit", world: "router" });
+
+use exports::switchyard::policy::policy::{Guest, Observation, PolicyInfo, Request, Score, Setup};
+use switchyard::policy::types::{Outcome, RequestFields};
+
+#[derive(Default)]
+struct State {
+    alpha: f64,
+    penalty_ms: f64,
+    ewma: Vec<Option<f64>>,
+    probes: Probes,
+    rr: usize,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::default();
+}
+
+struct Ewma;
+
+impl Guest for Ewma {
+    fn configure(setup: Setup) -> Result<PolicyInfo, String> {
+        common::reject_unknown(&setup.config, &["alpha", "failure-penalty-ms"])?;
+        let alpha = common::config_f64(&setup.config, "alpha", 0.2, 0.0..=1.0)?;
+        let penalty_ms =
+            common::config_f64(&setup.config, "failure-penalty-ms", 1000.0, 0.0..=3.6e6)?;
+        let n = setup.backends.len();
+        STATE.with_borrow_mut(|s| {
+            *s = State {
+                alpha,
+                penalty_ms,
+                ewma: vec![None; n],
+                probes: Probes::new(n),
+                rr: 0,
+            }
+        });
+        Ok(PolicyInfo {
+            name: "adaptive_ewma".into(),
+            score_label: "ewma".into(),
+            fields: RequestFields::empty(),
+            headers: Vec::new(),
+        })
+    }
+
+    fn choose(_request: Request) -> u32 {
+        STATE.with_borrow_mut(|s| {
+            if let Some(i) = s.probes.next_probe() {
+                return i as u32;
+            }
+            match common::lowest(s.ewma.iter().copied()) {
+                Some(i) => i as u32,
+                None => {
+                    s.rr = s.rr.wrapping_add(1);
+                    (s.rr % s.ewma.len().max(1)) as u32
+                }
+            }
+        })
+    }
+
+    fn observe(o: Observation) {
+        STATE.with_borrow_mut(|s| {
+            let i = o.backend as usize;
+            let alpha = s.alpha;
+            let penalty = s.penalty_ms;
+            let Some(score) = s.ewma.get_mut(i) else {
+                return;
+            };
+            let ms = o.latency_ns as f64 / 1e6;
+            let failed = o.outcome != Outcome::Response || o.status >= 500;
+            let sample = if failed { ms.max(penalty) } else { ms };
+            *score = Some(match *score {
+                None => sample,
+                Some(prev) => alpha * sample + (1.0 - alpha) * prev,
+            });
+            s.probes.record(i);
+        })
+    }
+
+    fn scores() -> Vec<Score> {
+        STATE.with_borrow(|s| {
+            s.ewma
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    m.map(|value| Score {
+                        backend: i as u32,
+                        value,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+export!(Ewma);

@@ -1,0 +1,147 @@
+//! Power-of-two-choices over peak-EWMA load, as in Finagle and Linkerd: a backend's cost is
+//! an EWMA of its latency that jumps straight up to any slower sample (the "peak") and
+//! decays with time (`decay-ms`, default 10 s), multiplied by its requests in flight + 1.
+//! Each request compares two backends drawn at random and takes the cheaper one.
+//!
+//! What it fixes in the study's EWMA: time decay lets a backend that was slow (or dead) be
+//! retried once it has been idle a while, instead of never being measured again; the
+//! in-flight factor stops 100 concurrent requests from all piling onto the one backend that
+//! looked fastest a moment ago; random pairs avoid the herd.
+use std::cell::RefCell;
+
+use common::Rng;
+
+wit_bindgen::generate!({ path: "../../wit", world: "router" });
+
+use exports::switchyard::policy::policy::{Guest, Observation, PolicyInfo, Request, Score, Setup};
+use switchyard::policy::types::{Outcome, RequestFields};
+
+#[derive(Clone, Copy, Default)]
+struct Backend {
+    /// Nanoseconds.
+    cost: f64,
+    stamp_ns: u64,
+    in_flight: u32,
+}
+
+#[derive(Default)]
+struct State {
+    decay_ns: f64,
+    penalty_ns: f64,
+    backends: Vec<Backend>,
+    rng: Option<Rng>,
+}
+
+impl State {
+    /// The cost as it stands at `now`: decayed towards zero since the last sample, so an
+    /// idle backend slowly becomes worth another try.
+    fn cost(&self, i: usize, now_ns: u64) -> f64 {
+        let b = &self.backends[i];
+        let elapsed = now_ns.saturating_sub(b.stamp_ns) as f64;
+        b.cost * (-elapsed / self.decay_ns).exp()
+    }
+
+    fn load(&self, i: usize, now_ns: u64) -> f64 {
+        self.cost(i, now_ns) * f64::from(self.backends[i].in_flight + 1)
+    }
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::default();
+}
+
+struct PeakEwma;
+
+impl Guest for PeakEwma {
+    fn configure(setup: Setup) -> Result<PolicyInfo, String> {
+        common::reject_unknown(
+            &setup.config,
+            &["decay-ms", "default-rtt-ms", "failure-penalty-ms"],
+        )?;
+        let decay_ms = common::config_f64(&setup.config, "decay-ms", 10_000.0, 1.0..=3.6e6)?;
+        let default_rtt_ms = common::config_f64(&setup.config, "default-rtt-ms", 1.0, 0.0..=3.6e6)?;
+        let penalty_ms =
+            common::config_f64(&setup.config, "failure-penalty-ms", 1000.0, 0.0..=3.6e6)?;
+        let n = setup.backends.len();
+        STATE.with_borrow_mut(|s| {
+            *s = State {
+                decay_ns: decay_ms * 1e6,
+                penalty_ns: penalty_ms * 1e6,
+                backends: vec![
+                    Backend {
+                        cost: default_rtt_ms * 1e6,
+                        stamp_ns: setup.now_ns,
+                        in_flight: 0,
+                    };
+                    n
+                ],
+                rng: Some(Rng::new(setup.seed)),
+            }
+        });
+        Ok(PolicyInfo {
+            name: "p2c_peak_ewma".into(),
+            score_label: "peak-ewma".into(),
+            fields: RequestFields::empty(),
+            headers: Vec::new(),
+        })
+    }
+
+    fn choose(request: Request) -> u32 {
+        STATE.with_borrow_mut(|s| {
+            let n = s.backends.len();
+            if n <= 1 {
+                return 0;
+            }
+            let rng = s.rng.get_or_insert_with(|| Rng::new(0));
+            let a = rng.below(n);
+            let b = (a + 1 + rng.below(n - 1)) % n;
+            let now = request.now_ns;
+            let pick = if s.load(b, now) < s.load(a, now) {
+                b
+            } else {
+                a
+            };
+            s.backends[pick].in_flight += 1;
+            pick as u32
+        })
+    }
+
+    fn observe(o: Observation) {
+        STATE.with_borrow_mut(|s| {
+            let i = o.backend as usize;
+            if i >= s.backends.len() {
+                return;
+            }
+            let failed = o.outcome != Outcome::Response || o.status >= 500;
+            let rtt = if failed {
+                (o.latency_ns as f64).max(s.penalty_ns)
+            } else {
+                o.latency_ns as f64
+            };
+            let b = &mut s.backends[i];
+            let elapsed = o.now_ns.saturating_sub(b.stamp_ns) as f64;
+            let w = (-elapsed / s.decay_ns).exp();
+            b.cost = if rtt > b.cost {
+                rtt
+            } else {
+                b.cost * w + rtt * (1.0 - w)
+            };
+            b.stamp_ns = b.stamp_ns.max(o.now_ns);
+            b.in_flight = b.in_flight.saturating_sub(1);
+        })
+    }
+
+    fn scores() -> Vec<Score> {
+        STATE.with_borrow(|s| {
+            let now = s.backends.iter().map(|b| b.stamp_ns).max().unwrap_or(0);
+            (0..s.backends.len())
+                .map(|i| Score {
+                    backend: i as u32,
+                    value: s.cost(i, now) / 1e6,
+                })
+                .collect()
+        })
+    }
+}
+
+export!(PeakEwma);

@@ -1,0 +1,106 @@
+//! Simple moving average: each backend's score is the mean of its last `window` latencies
+//! (default 3, as in the study); the lowest score wins. Backends without a sample are
+//! probed first. Unlike the study, failures count: a connect error, timeout or 5xx is
+//! recorded as `failure-penalty-ms` (default 1000), so a dead backend stops being chosen.
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use common::Probes;
+
+wit_bindgen::generate!({ path: "../../wit", world: "router" });
+
+use exports::switchyard::policy::policy::{Guest, Observation, PolicyInfo, Request, Score, Setup};
+use switchyard::policy::types::{Outcome, RequestFields};
+
+#[derive(Default)]
+struct State {
+    window: usize,
+    penalty_ms: f64,
+    samples: Vec<VecDeque<f64>>,
+    means: Vec<Option<f64>>,
+    probes: Probes,
+    rr: usize,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::default();
+}
+
+struct Sma;
+
+impl Guest for Sma {
+    fn configure(setup: Setup) -> Result<PolicyInfo, String> {
+        common::reject_unknown(&setup.config, &["window", "failure-penalty-ms"])?;
+        let window = common::config_usize(&setup.config, "window", 3, 1..=10_000)?;
+        let penalty_ms =
+            common::config_f64(&setup.config, "failure-penalty-ms", 1000.0, 0.0..=3.6e6)?;
+        let n = setup.backends.len();
+        STATE.with_borrow_mut(|s| {
+            *s = State {
+                window,
+                penalty_ms,
+                samples: vec![VecDeque::with_capacity(window); n],
+                means: vec![None; n],
+                probes: Probes::new(n),
+                rr: 0,
+            }
+        });
+        Ok(PolicyInfo {
+            name: "adaptive_sma".into(),
+            score_label: "sma".into(),
+            fields: RequestFields::empty(),
+            headers: Vec::new(),
+        })
+    }
+
+    fn choose(_request: Request) -> u32 {
+        STATE.with_borrow_mut(|s| {
+            if let Some(i) = s.probes.next_probe() {
+                return i as u32;
+            }
+            match common::lowest(s.means.iter().copied()) {
+                Some(i) => i as u32,
+                None => {
+                    // Every probe is still in flight: spread the wait.
+                    s.rr = s.rr.wrapping_add(1);
+                    (s.rr % s.means.len().max(1)) as u32
+                }
+            }
+        })
+    }
+
+    fn observe(o: Observation) {
+        STATE.with_borrow_mut(|s| {
+            let i = o.backend as usize;
+            let Some(window) = s.samples.get_mut(i) else {
+                return;
+            };
+            let ms = o.latency_ns as f64 / 1e6;
+            let failed = o.outcome != Outcome::Response || o.status >= 500;
+            let sample = if failed { ms.max(s.penalty_ms) } else { ms };
+            if window.len() == s.window {
+                window.pop_front();
+            }
+            window.push_back(sample);
+            s.means[i] = Some(window.iter().sum::<f64>() / window.len() as f64);
+            s.probes.record(i);
+        })
+    }
+
+    fn scores() -> Vec<Score> {
+        STATE.with_borrow(|s| {
+            s.means
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    m.map(|value| Score {
+                        backend: i as u32,
+                        value,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+export!(Sma);
