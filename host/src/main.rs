@@ -1,1 +1,92 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchyard::app::{self, BadInput};
+use switchyard::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, None) && cli.serve.verbose {
+        "debug"
+    } else {
+        "info"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(format!(
+                    "{default_level},wasmtime=warn,cranelift=warn"
+                ))
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Some(Command::Simulate(args)) => switchyard::sim::run(&args),
+        None => serve(&cli.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<BadInput>().is_some() || is_bad_input(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Errors a subcommand marks as the operator's to fix.
+fn is_bad_input(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<BadInput>())
+}
+
+fn serve(args: &switchyard::cli::ServeArgs) -> anyhow::Result<()> {
+    let mut builder = if args.threads == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if let Some(n) = args.threads {
+        if n > 1 {
+            builder.worker_threads(n as usize);
+        }
+    }
+    let rt = builder.enable_all().build()?;
+    rt.block_on(async {
+        let running = app::start(args, true).await?;
+        wait_for_signal().await;
+        eprintln!("stopping: letting requests in flight finish, flushing the log");
+        let shared = running.shared.clone();
+        let log = running.log.clone();
+        let totals = running.shutdown().await?;
+        switchyard::console::print_totals(&shared, &totals, log.as_deref());
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

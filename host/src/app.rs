@@ -1,0 +1,200 @@
+//! Wiring for the proxy command: validates the inputs (every failure here is the
+//! operator's to fix, so it carries the fix), builds the pieces, serves until Ctrl+C or
+//! SIGTERM, then flushes the log.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use switchyard_runtime::{Backend, Limits, PolicyRuntime, Router, RouterOptions};
+
+use crate::cli::{BackendSpec, ServeArgs};
+use crate::proxy::{self, Shared};
+use crate::telemetry::{Telemetry, TelemetryConfig};
+use crate::upstream::Upstreams;
+
+/// A start-up failure: bad input, reported in one line with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// A proxy that is bound and ready, for `main` and for in-process tests.
+pub struct Running {
+    pub shared: Arc<Shared>,
+    pub addr: std::net::SocketAddr,
+    pub log: Option<PathBuf>,
+    telemetry: Arc<Telemetry>,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    console: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish, flushes the log. Returns the totals.
+    pub async fn shutdown(self) -> anyhow::Result<crate::telemetry::Snapshot> {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        if let Some(console) = self.console {
+            console.abort();
+        }
+        let telemetry = Arc::try_unwrap(self.telemetry)
+            .map_err(|_| anyhow::anyhow!("telemetry still in use at shutdown"))?;
+        telemetry.finish()
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+}
+
+/// Validates `args`, loads the policy, binds the listener and starts serving on the
+/// current Tokio runtime.
+pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::Error> {
+    let specs = if args.backends.is_empty() {
+        BackendSpec::study()
+    } else {
+        args.backends.clone()
+    };
+    let mut backends = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let addr = spec.resolve().map_err(BadInput)?;
+        let id = spec.id.clone().unwrap_or_else(|| default_id(i));
+        if backends.iter().any(|b: &Backend| b.id == id) {
+            return Err(BadInput(format!(
+                "two backends are called `{id}`: give each --backend a distinct ID=, e.g. A=http://..."
+            ))
+            .into());
+        }
+        backends.push(Backend {
+            id,
+            url: spec.url.clone(),
+            weight: spec.weight,
+        });
+        addrs.push((addr, spec.authority.clone()));
+    }
+
+    let runtime = PolicyRuntime::new()?;
+    let component = runtime
+        .load(&args.policy)
+        .map_err(|e| BadInput(e.to_string()))?;
+    let seed = args.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let options = RouterOptions {
+        limits: Limits {
+            deadline: args.policy_deadline,
+            memory_bytes: (args.policy_memory_mib as usize) << 20,
+        },
+        replay: args.replay,
+        seed,
+        ..RouterOptions::default()
+    };
+    let epoch = Instant::now();
+    let router = Router::new(
+        component.clone(),
+        backends.clone(),
+        args.policy_args.clone(),
+        options,
+        0,
+    )
+    .map_err(|e| BadInput(e.to_string()))?;
+
+    let listener = bind(args.listen)?;
+    let addr = listener.local_addr()?;
+
+    let log = if args.no_log {
+        None
+    } else {
+        Some(args.log.clone().unwrap_or_else(|| default_log_path(args)))
+    };
+    let ids: Vec<(String, String)> = backends
+        .iter()
+        .map(|b| (b.id.clone(), b.url.clone()))
+        .collect();
+    let telemetry = Arc::new(
+        Telemetry::start(TelemetryConfig {
+            csv: log.clone(),
+            backends: ids.clone(),
+            upstream: args.upstream.as_str(),
+            verbose: args.verbose,
+        })
+        .map_err(|e| BadInput(format!("{e:#}")))?,
+    );
+    let shared = Arc::new(Shared {
+        router,
+        upstreams: Upstreams::new(addrs, args.upstream, args.timeout),
+        events: telemetry.sink(),
+        epoch,
+    });
+    if console {
+        crate::console::print_banner(&crate::console::Banner {
+            listen: addr,
+            policy_name: &shared.router.status().name,
+            policy_file: &args.policy,
+            compile: component.compile_time(),
+            backends: &ids,
+            upstream: args.upstream.as_str(),
+            timeout: args.timeout,
+            log: log.as_deref(),
+        });
+    }
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(proxy::serve(
+        listener,
+        shared.clone(),
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+        args.timeout + Duration::from_secs(1),
+    ));
+    let console =
+        console.then(|| tokio::spawn(crate::console::run(shared.clone(), telemetry.clone())));
+    Ok(Running {
+        shared,
+        addr,
+        log,
+        telemetry,
+        stop,
+        server,
+        console,
+    })
+}
+
+fn default_id(i: usize) -> String {
+    if i < 26 {
+        ((b'A' + i as u8) as char).to_string()
+    } else {
+        format!("B{i}")
+    }
+}
+
+fn default_log_path(args: &ServeArgs) -> PathBuf {
+    let stem = args
+        .policy
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "policy".into());
+    let when = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    PathBuf::from("logs").join(format!("{stem}_{}_{when}.csv", args.upstream.as_str()))
+}
+
+fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, anyhow::Error> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr).map_err(|e| {
+        BadInput(match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "cannot listen on {addr}: the port is in use; stop the other process or pass --listen ADDR"
+            ),
+            _ => format!("cannot listen on {addr}: {e}; pass another --listen ADDR"),
+        })
+    })?;
+    Ok(socket.listen(4096)?)
+}

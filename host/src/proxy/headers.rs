@@ -1,0 +1,96 @@
+//! Header rewriting for a reverse proxy (RFC 9110 §7.6.1): hop-by-hop headers stop here,
+//! the client's address is appended to `X-Forwarded-For`.
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including any the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(named) = headers.get(header::CONNECTION).cloned() {
+        if let Ok(list) = named.to_str() {
+            for name in list.split(',') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
+    }
+    headers.remove("proxy-connection");
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Prepares a client request's headers for the backend.
+///
+/// `Host` is kept as the client sent it (as HAProxy and Envoy do), so virtual hosts on
+/// the backend keep working; a request without one (HTTP/1.0) gets the backend's.
+pub fn to_upstream(headers: &mut HeaderMap, client: SocketAddr, backend_authority: &HeaderValue) {
+    strip_hop_by_hop(headers);
+    let ip = client.ip().to_string();
+    let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if !headers.contains_key(header::HOST) {
+        headers.insert(header::HOST, backend_authority.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_listed_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn appends_forwarded_for_and_keeps_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("example.org"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        let backend = HeaderValue::from_static("127.0.0.1:8081");
+        to_upstream(&mut h, "192.0.2.7:5555".parse().unwrap(), &backend);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h[header::HOST], "example.org");
+        let mut bare = HeaderMap::new();
+        to_upstream(&mut bare, "192.0.2.7:5555".parse().unwrap(), &backend);
+        assert_eq!(bare[header::HOST], "127.0.0.1:8081");
+    }
+}

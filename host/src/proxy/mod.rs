@@ -1,0 +1,200 @@
+//! The listener and forwarding: accepts client connections, asks the router for a backend,
+//! relays the exchange through the upstream connections, and reports what happened.
+mod body;
+mod headers;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use switchyard_runtime::{Outcome, RequestView, Router};
+use tokio::net::TcpListener;
+
+use body::Completion;
+pub use body::ProxyBody;
+
+use crate::telemetry::{EventOutcome, EventSink};
+use crate::upstream::{UpstreamError, Upstreams};
+
+/// What every request handler shares.
+pub struct Shared {
+    pub router: Router,
+    pub upstreams: Upstreams,
+    pub events: EventSink,
+    /// The zero of the monotonic `now_ns` that policies see.
+    pub epoch: Instant,
+}
+
+impl Shared {
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and waits up to `grace` for
+/// requests in flight to finish.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder.keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let service = service_fn(move |req| handle(shared.clone(), client, req));
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Client-side errors (resets, malformed requests) end only that connection.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {grace:?}; stopping anyway");
+    }
+}
+
+/// The request as the policy may read it.
+struct View<'a> {
+    req: &'a Request<Incoming>,
+    client: SocketAddr,
+}
+
+impl RequestView for View<'_> {
+    fn method(&self) -> &str {
+        self.req.method().as_str()
+    }
+    fn path_and_query(&self) -> &str {
+        self.req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    }
+    fn authority(&self) -> &str {
+        self.req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| self.req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("")
+    }
+    fn client(&self) -> Option<SocketAddr> {
+        Some(self.client)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.req.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let choice = shared
+        .router
+        .choose(&View { req: &req, client }, shared.now_ns());
+    let backend = choice.backend;
+    let Some(up) = shared.upstreams.get(backend) else {
+        // The router only answers indexes of the backend list the upstreams were built from.
+        return Ok(local(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no such backend\n".into(),
+        ));
+    };
+    // Origin-form towards the backend, whatever form the client used.
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    if let Ok(uri) = Uri::builder().path_and_query(path).build() {
+        *req.uri_mut() = uri;
+    }
+    headers::to_upstream(req.headers_mut(), client, &up.authority);
+
+    let mut completion = Completion::new(shared.clone(), backend, choice.routed_by, choice.fault);
+    match shared.upstreams.send(backend, req).await {
+        Ok((mut resp, lease)) => {
+            completion.status = resp.status().as_u16();
+            completion.reused = lease.reused();
+            completion.lease = Some(lease);
+            headers::strip_hop_by_hop(resp.headers_mut());
+            let (parts, inner) = resp.into_parts();
+            let body = if http_body::Body::is_end_stream(&inner) {
+                // Nothing will poll an empty body; the exchange is complete now.
+                completion.finish(EventOutcome::Response, Some(Outcome::Response));
+                ProxyBody::local(String::new())
+            } else {
+                ProxyBody::Relay {
+                    inner,
+                    completion: Box::new(completion),
+                }
+            };
+            Ok(Response::from_parts(parts, body))
+        }
+        Err(e) => {
+            let (status, outcome, observed) = match &e {
+                UpstreamError::Connect(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    EventOutcome::ConnectError,
+                    Outcome::ConnectError,
+                ),
+                UpstreamError::Timeout(_) => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    EventOutcome::Timeout,
+                    Outcome::Timeout,
+                ),
+                UpstreamError::Broken(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    EventOutcome::Broken,
+                    Outcome::Broken,
+                ),
+            };
+            completion.status = status.as_u16();
+            completion.finish(outcome, Some(observed));
+            let id = shared
+                .router
+                .backends()
+                .get(backend)
+                .map(|b| format!("{} ({})", b.id, b.url))
+                .unwrap_or_default();
+            Ok(local(status, format!("backend {id}: {e}\n")))
+        }
+    }
+}
+
+fn local(status: StatusCode, text: String) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::local(text));
+    *resp.status_mut() = status;
+    resp
+}

@@ -1,0 +1,175 @@
+//! Telemetry receives one event per proxied request, off the request path: a channel send
+//! is all the proxy pays. A recorder thread writes the CSV log and keeps live aggregates
+//! (per-second window and totals) that consoles and dashboards read.
+mod csvlog;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use switchyard_runtime::FaultKind;
+
+pub use stats::{Snapshot, Window};
+
+/// How a request ended, from the client's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The backend's response was relayed in full.
+    Response,
+    ConnectError,
+    Timeout,
+    /// The backend connection broke mid-exchange.
+    Broken,
+    /// The client went away before the response was complete.
+    Aborted,
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Response => "response",
+            EventOutcome::ConnectError => "connect_error",
+            EventOutcome::Timeout => "timeout",
+            EventOutcome::Broken => "broken",
+            EventOutcome::Aborted => "aborted",
+        }
+    }
+}
+
+/// One proxied request.
+#[derive(Debug, Clone)]
+pub struct RequestEvent {
+    pub at: SystemTime,
+    pub backend: usize,
+    pub latency_ns: u64,
+    /// Status sent to the client (502/504 for upstream failures).
+    pub status: u16,
+    pub outcome: EventOutcome,
+    /// The policy's name, or the host's fallback.
+    pub routed_by: Arc<str>,
+    pub fault: Option<FaultKind>,
+    pub reused: bool,
+}
+
+enum Msg {
+    Event(RequestEvent),
+    Finish,
+}
+
+/// Where the proxy sends events. Cheap to clone.
+#[derive(Clone)]
+pub struct EventSink(mpsc::Sender<Msg>);
+
+impl EventSink {
+    pub fn send(&self, e: RequestEvent) {
+        // Fails only after `finish`, when nobody is left to record it.
+        let _ = self.0.send(Msg::Event(e));
+    }
+}
+
+pub struct TelemetryConfig {
+    pub csv: Option<PathBuf>,
+    /// (id, url) per backend, indexed like events' `backend`.
+    pub backends: Vec<(String, String)>,
+    pub upstream: &'static str,
+    /// Print one line per request.
+    pub verbose: bool,
+}
+
+pub struct Telemetry {
+    tx: mpsc::Sender<Msg>,
+    live: Arc<Mutex<stats::Live>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Telemetry {
+    pub fn start(cfg: TelemetryConfig) -> anyhow::Result<Telemetry> {
+        let mut log = match &cfg.csv {
+            Some(path) => Some(csvlog::CsvLog::create(path, &cfg.backends, cfg.upstream)?),
+            None => None,
+        };
+        let live = Arc::new(Mutex::new(stats::Live::new(cfg.backends.len())));
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let shared = live.clone();
+        let ids: Vec<String> = cfg.backends.iter().map(|b| b.0.clone()).collect();
+        let verbose = cfg.verbose;
+        let thread = std::thread::Builder::new()
+            .name("telemetry".into())
+            .spawn(move || -> anyhow::Result<()> {
+                let mut last_flush = Instant::now();
+                loop {
+                    let msg = rx.recv_timeout(Duration::from_millis(250));
+                    match msg {
+                        Ok(Msg::Event(e)) => {
+                            if let Some(log) = log.as_mut() {
+                                log.write(&e)?;
+                            }
+                            if verbose {
+                                println!(
+                                    "{} {} {:.3}ms {} {}",
+                                    ids.get(e.backend).map(String::as_str).unwrap_or("?"),
+                                    e.status,
+                                    e.latency_ns as f64 / 1e6,
+                                    e.routed_by,
+                                    e.outcome.as_str()
+                                );
+                            }
+                            lock(&shared).record(&e);
+                        }
+                        Ok(Msg::Finish) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    }
+                    if last_flush.elapsed() >= Duration::from_secs(1) {
+                        if let Some(log) = log.as_mut() {
+                            log.flush()?;
+                        }
+                        last_flush = Instant::now();
+                    }
+                }
+                if let Some(log) = log.as_mut() {
+                    log.flush()?;
+                }
+                Ok(())
+            })
+            .context("cannot start the telemetry thread")?;
+        Ok(Telemetry {
+            tx,
+            live,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn sink(&self) -> EventSink {
+        EventSink(self.tx.clone())
+    }
+
+    /// The window since the last call, and resets it (the console's one line a second).
+    pub fn take_window(&self) -> Window {
+        lock(&self.live).take_window()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        lock(&self.live).snapshot()
+    }
+
+    /// Records everything sent so far, flushes the log and stops the thread.
+    pub fn finish(mut self) -> anyhow::Result<Snapshot> {
+        let _ = self.tx.send(Msg::Finish);
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(result) => result.context("writing the request log")?,
+                Err(_) => anyhow::bail!("the telemetry thread panicked"),
+            }
+        }
+        Ok(self.snapshot())
+    }
+}
+
+fn lock(m: &Mutex<stats::Live>) -> std::sync::MutexGuard<'_, stats::Live> {
+    // Only the recorder thread writes, and it does not panic while holding the lock.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,102 @@
+//! The keep-alive pool: idle connections per backend, most recently used first (warm
+//! sockets, and surplus connections age out at the bottom when the backend closes them).
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response};
+
+use super::{connect, Upstream, UpstreamError};
+
+/// Idle connections beyond this are closed rather than kept.
+const MAX_IDLE: usize = 1024;
+
+#[derive(Default)]
+pub(super) struct Idle(Mutex<Vec<SendRequest<Incoming>>>);
+
+impl Idle {
+    fn pop(&self) -> Option<SendRequest<Incoming>> {
+        // Poisoning needs a panic while holding this lock, and nothing in here panics.
+        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn push(&self, sender: SendRequest<Incoming>) {
+        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+}
+
+/// A connection lent to one exchange. `release` once the response body is complete gives
+/// it back to the pool; dropping it instead closes the connection when hyper is done.
+pub struct Lease {
+    conn: Option<(SendRequest<Incoming>, Arc<Upstream>)>,
+    reused: bool,
+}
+
+impl Lease {
+    pub(super) fn none(reused: bool) -> Self {
+        Lease { conn: None, reused }
+    }
+
+    /// Whether the exchange went over a connection that was already open.
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    pub fn release(mut self) {
+        if let Some((sender, up)) = self.conn.take() {
+            if !sender.is_closed() {
+                up.idle.push(sender);
+            }
+        }
+    }
+}
+
+/// Sends over an idle connection if there is one, else over a new one.
+///
+/// A pooled connection can be closed by the backend just as we pick it; hyper then hands
+/// the request back unsent (`try_send_request`), and it is retried once on a fresh
+/// connection, so that race never fails a request.
+pub(super) async fn send(
+    up: &Arc<Upstream>,
+    req: Request<Incoming>,
+) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+    let mut req = req;
+    while let Some(mut sender) = up.idle.pop() {
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                up.stats.reused.fetch_add(1, Ordering::Relaxed);
+                return Ok((resp, lease(sender, up, true)));
+            }
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Err(UpstreamError::Broken(e.into_error())),
+            },
+        }
+    }
+    let mut sender = connect(up).await?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(UpstreamError::Broken)?;
+    Ok((resp, lease(sender, up, false)))
+}
+
+fn lease(sender: SendRequest<Incoming>, up: &Arc<Upstream>, reused: bool) -> Lease {
+    Lease {
+        conn: Some((sender, up.clone())),
+        reused,
+    }
+}
