@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use switchyard_runtime::{Backend, Limits, PolicyRuntime, Router, RouterOptions};
+use switchyard_runtime::{Backend, Limits, PolicyRuntime, Reloader, Router, RouterOptions};
 
 use crate::cli::{BackendSpec, ServeArgs};
 use crate::proxy::{self, Shared};
@@ -22,6 +22,8 @@ pub struct Running {
     pub shared: Arc<Shared>,
     pub addr: std::net::SocketAddr,
     pub log: Option<PathBuf>,
+    /// Swaps policies: on file changes (unless --no-watch), SIGHUP, or the admin API.
+    pub reloader: Reloader,
     telemetry: Arc<Telemetry>,
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -141,6 +143,20 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
             log: log.as_deref(),
         });
     }
+    let clock_shared = shared.clone();
+    let reloader = Reloader::start(
+        runtime,
+        shared.router.clone(),
+        args.policy.clone(),
+        Arc::new(move || clock_shared.now_ns()),
+        !args.no_watch,
+    )
+    .map_err(|e| {
+        BadInput(format!(
+            "cannot watch {}: {e:#}; pass --no-watch",
+            args.policy.display()
+        ))
+    })?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(proxy::serve(
         listener,
@@ -156,6 +172,7 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
         shared,
         addr,
         log,
+        reloader,
         telemetry,
         stop,
         server,

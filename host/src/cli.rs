@@ -52,6 +52,10 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "persistent")]
     pub upstream: Mode,
 
+    /// Do not reload the policy when its file changes (SIGHUP still reloads it).
+    #[arg(long)]
+    pub no_watch: bool,
+
     /// CSV request log. Default: logs/<policy>_<upstream>_<UTC time>.csv
     #[arg(long, value_name = "FILE", conflicts_with = "no_log")]
     pub log: Option<PathBuf>,

@@ -58,6 +58,7 @@ fn serve(args: &switchyard::cli::ServeArgs) -> anyhow::Result<()> {
     let rt = builder.enable_all().build()?;
     rt.block_on(async {
         let running = app::start(args, true).await?;
+        spawn_sighup_reload(running.reloader.clone());
         wait_for_signal().await;
         eprintln!("stopping: letting requests in flight finish, flushing the log");
         let shared = running.shared.clone();
@@ -66,6 +67,20 @@ fn serve(args: &switchyard::cli::ServeArgs) -> anyhow::Result<()> {
         switchyard::console::print_totals(&shared, &totals, log.as_deref());
         Ok(())
     })
+}
+
+/// SIGHUP reloads the policy file, as with most daemons.
+fn spawn_sighup_reload(reloader: switchyard_runtime::Reloader) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the policy");
+                reloader.trigger();
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() {

@@ -254,16 +254,18 @@ impl Router {
         }
     }
 
-    /// Replaces the policy with `component`: instantiated, configured and warm-started off
-    /// the request path, then switched in under the lock. On error the current policy
-    /// stays, untouched.
+    /// Replaces the policy with `component`: rehearsed, then instantiated, configured and
+    /// warm-started off the request path, and switched in under the lock. On error the
+    /// current policy stays, untouched.
     pub fn swap(
         &self,
         component: Arc<PolicyComponent>,
         now_ns: u64,
     ) -> Result<SwapReport, LoadError> {
         let started = Instant::now();
-        let result = self.warm_instance(&component, now_ns);
+        let result = self
+            .rehearse(&component, now_ns)
+            .and_then(|()| self.warm_instance(&component, now_ns));
         let (instance, replayed) = match result {
             Ok(ok) => ok,
             Err(e) => {
@@ -316,6 +318,36 @@ impl Router {
             .counters
             .failed_swaps
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Exercises a throwaway instance of `component` before it may take traffic: configure,
+    /// replay, then `REHEARSALS` rounds of choose + observe under the real limits. A policy
+    /// that traps, loops or leaks memory on its first requests is refused here, and the
+    /// running policy keeps routing, instead of faulting on live traffic.
+    fn rehearse(&self, component: &PolicyComponent, now_ns: u64) -> Result<(), LoadError> {
+        const REHEARSALS: u64 = 16;
+        let (mut instance, _) = self.warm_instance(component, now_ns)?;
+        let failed = |f: Fault| LoadError::Faulted {
+            path: component.path().to_path_buf(),
+            stage: "rehearsal",
+            reason: format!("{} ({})", f.detail, f.kind.as_str()),
+        };
+        for i in 0..REHEARSALS {
+            let t = now_ns + i * 1_000_000;
+            let backend = instance
+                .choose(&crate::types::NoRequest, t)
+                .map_err(failed)?;
+            instance
+                .observe(&Observation {
+                    backend,
+                    now_ns: t + 500_000,
+                    latency_ns: 500_000,
+                    status: 200,
+                    outcome: crate::types::Outcome::Response,
+                })
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 
     /// A new instance of `component`, configured and fed the recent observations. Returns
