@@ -32,7 +32,7 @@ pub struct Running {
 
 impl Running {
     /// Stops accepting, lets requests in flight finish, flushes the log. Returns the totals.
-    pub async fn shutdown(self) -> anyhow::Result<crate::telemetry::Snapshot> {
+    pub async fn shutdown(self) -> anyhow::Result<crate::telemetry::Totals> {
         let _ = self.stop.send(true);
         let _ = self.server.await;
         if let Some(console) = self.console {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::proxy::Shared;
-use crate::telemetry::{Telemetry, Window};
+use crate::telemetry::{Second, Telemetry, Totals};
 
 pub struct Banner<'a> {
     pub listen: std::net::SocketAddr,
@@ -45,7 +45,7 @@ pub fn print_banner(b: &Banner<'_>) {
 }
 
 /// One line summarising the last second.
-pub fn summary_line(shared: &Shared, w: &Window, elapsed: Duration) -> String {
+pub fn summary_line(shared: &Shared, w: &Second, elapsed: Duration) -> String {
     let ids: Vec<&str> = shared
         .router
         .backends()
@@ -56,8 +56,8 @@ pub fn summary_line(shared: &Shared, w: &Window, elapsed: Duration) -> String {
         "[{:>5.0}s] {:>6} req/s  mean {:>7.1} ms  p95 {:>7.1} ms",
         elapsed.as_secs_f64(),
         w.requests,
-        w.mean_ms(),
-        w.quantile_ms(0.95)
+        w.mean_ms,
+        w.p95_ms
     );
     if w.errors > 0 {
         let _ = write!(line, "  errors {}", w.errors);
@@ -92,22 +92,24 @@ pub fn summary_line(shared: &Shared, w: &Window, elapsed: Duration) -> String {
     line
 }
 
-/// Prints a summary line every second that saw traffic, until the task is dropped.
+/// Prints a summary line for every second that saw traffic, until the task is dropped.
 pub async fn run(shared: std::sync::Arc<Shared>, telemetry: std::sync::Arc<Telemetry>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    tick.tick().await;
+    let mut printed = crate::telemetry::unix_secs(std::time::SystemTime::now());
     loop {
         tick.tick().await;
-        let w = telemetry.take_window();
-        if w.requests > 0 {
-            println!("{}", summary_line(&shared, &w, shared.epoch.elapsed()));
+        for w in telemetry.seconds_after(printed) {
+            printed = w.unix;
+            if w.requests > 0 {
+                println!("{}", summary_line(&shared, &w, shared.epoch.elapsed()));
+            }
         }
     }
 }
 
 /// Totals printed at exit.
-pub fn print_totals(shared: &Shared, total: &Window, logged: Option<&std::path::Path>) {
+pub fn print_totals(shared: &Shared, total: &Totals, logged: Option<&std::path::Path>) {
     let ids: Vec<&str> = shared
         .router
         .backends()

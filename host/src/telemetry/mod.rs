@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use switchyard_runtime::FaultKind;
 
-pub use stats::{Snapshot, Window};
+pub use stats::{unix_secs, BackendSecond, Recent, Second, Totals, HISTORY_SECS};
 
 /// How a request ended, from the client's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,10 @@ impl Telemetry {
                             lock(&shared).record(&e);
                         }
                         Ok(Msg::Finish) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            // No traffic: still publish the second that just ended.
+                            lock(&shared).roll(unix_secs(SystemTime::now()));
+                        }
                     }
                     if last_flush.elapsed() >= Duration::from_secs(1) {
                         if let Some(log) = log.as_mut() {
@@ -147,17 +150,24 @@ impl Telemetry {
         EventSink(self.tx.clone())
     }
 
-    /// The window since the last call, and resets it (the console's one line a second).
-    pub fn take_window(&self) -> Window {
-        lock(&self.live).take_window()
+    /// Completed seconds after unix second `after`, oldest first (at most ten minutes).
+    pub fn seconds_after(&self, after: u64) -> Vec<Second> {
+        let mut live = lock(&self.live);
+        live.roll(unix_secs(SystemTime::now()));
+        live.seconds_after(after)
     }
 
-    pub fn snapshot(&self) -> Snapshot {
-        lock(&self.live).snapshot()
+    pub fn totals(&self) -> Totals {
+        lock(&self.live).totals()
+    }
+
+    /// The latest requests, oldest first.
+    pub fn recent(&self) -> Vec<Recent> {
+        lock(&self.live).recent()
     }
 
     /// Records everything sent so far, flushes the log and stops the thread.
-    pub fn finish(mut self) -> anyhow::Result<Snapshot> {
+    pub fn finish(mut self) -> anyhow::Result<Totals> {
         let _ = self.tx.send(Msg::Finish);
         if let Some(thread) = self.thread.take() {
             match thread.join() {
@@ -165,7 +175,7 @@ impl Telemetry {
                 Err(_) => anyhow::bail!("the telemetry thread panicked"),
             }
         }
-        Ok(self.snapshot())
+        Ok(self.totals())
     }
 }
 

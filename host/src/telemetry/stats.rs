@@ -1,54 +1,142 @@
-//! Live aggregates over request events: a window the console drains every second, and
-//! running totals.
+//! Live aggregates over request events: one summary per wall-clock second (the last ten
+//! minutes are kept, for the console and the dashboard's charts), running totals, and the
+//! latest requests.
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use hdrhistogram::Histogram;
 
 use super::{EventOutcome, RequestEvent};
 
-/// Latencies are recorded in microseconds, up to an hour, 3 significant digits.
-fn histogram() -> Histogram<u64> {
-    // Bounds are constants that hdrhistogram accepts (low 1, high >= 2*low, sigfig <= 5).
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+/// Seconds of history kept.
+pub const HISTORY_SECS: usize = 600;
+/// Latest requests kept.
+pub const RECENT: usize = 100;
+
+/// Per-backend figures for one second.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackendSecond {
+    pub requests: u64,
+    pub errors: u64,
+    pub mean_ms: f64,
+    pub p95_ms: f64,
 }
 
-/// Aggregates over a span of requests.
-#[derive(Clone)]
-pub struct Window {
+/// One wall-clock second of traffic, summarised.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Second {
+    /// Unix time, whole seconds.
+    pub unix: u64,
     pub requests: u64,
     pub errors: u64,
     pub faults: u64,
-    pub per_backend: Vec<u64>,
     pub reused: u64,
-    latency_us: Histogram<u64>,
+    pub mean_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub backends: Vec<BackendSecond>,
 }
 
-impl Window {
-    fn new(backends: usize) -> Self {
-        Window {
-            requests: 0,
-            errors: 0,
+impl Second {
+    /// Share of requests per backend, 0..1.
+    pub fn shares(&self) -> Vec<f64> {
+        let total = self.requests.max(1) as f64;
+        self.backends
+            .iter()
+            .map(|b| b.requests as f64 / total)
+            .collect()
+    }
+}
+
+/// Collects one second's events; summarised when the second is over.
+struct Open {
+    unix: u64,
+    errors: Vec<u64>,
+    faults: u64,
+    reused: u64,
+    /// Latencies in microseconds, per backend.
+    latencies: Vec<Vec<u32>>,
+}
+
+impl Open {
+    fn new(unix: u64, backends: usize) -> Self {
+        Open {
+            unix,
+            errors: vec![0; backends],
             faults: 0,
-            per_backend: vec![0; backends],
             reused: 0,
-            latency_us: histogram(),
+            latencies: vec![Vec::new(); backends],
         }
     }
 
-    fn record(&mut self, e: &RequestEvent) {
-        self.requests += 1;
-        if e.status >= 500 || e.outcome != EventOutcome::Response {
-            self.errors += 1;
+    fn close(self) -> Second {
+        let mut all: Vec<u32> = self.latencies.iter().flatten().copied().collect();
+        let backends = self
+            .latencies
+            .into_iter()
+            .zip(&self.errors)
+            .map(|(mut l, &errors)| BackendSecond {
+                requests: l.len() as u64,
+                errors,
+                mean_ms: mean_ms(&l),
+                p95_ms: quantile_ms(&mut l, 0.95),
+            })
+            .collect();
+        Second {
+            unix: self.unix,
+            requests: all.len() as u64,
+            errors: self.errors.iter().sum(),
+            faults: self.faults,
+            reused: self.reused,
+            mean_ms: mean_ms(&all),
+            p95_ms: quantile_ms(&mut all, 0.95),
+            p99_ms: quantile_ms(&mut all, 0.99),
+            backends,
         }
-        if e.fault.is_some() {
-            self.faults += 1;
+    }
+}
+
+fn mean_ms(us: &[u32]) -> f64 {
+    if us.is_empty() {
+        return 0.0;
+    }
+    us.iter().map(|&x| x as f64).sum::<f64>() / us.len() as f64 / 1000.0
+}
+
+/// Nearest-rank quantile.
+fn quantile_ms(us: &mut [u32], q: f64) -> f64 {
+    if us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * us.len() as f64).ceil() as usize).clamp(1, us.len()) - 1;
+    let (_, v, _) = us.select_nth_unstable(rank);
+    *v as f64 / 1000.0
+}
+
+/// Running totals since start.
+#[derive(Clone)]
+pub struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub faults: u64,
+    pub reused: u64,
+    pub per_backend: Vec<u64>,
+    latency_us: Histogram<u64>,
+}
+
+impl Totals {
+    fn new(backends: usize) -> Self {
+        Totals {
+            requests: 0,
+            errors: 0,
+            faults: 0,
+            reused: 0,
+            per_backend: vec![0; backends],
+            // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2 * low, sigfig <= 5).
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
         }
-        if e.reused {
-            self.reused += 1;
-        }
-        if let Some(c) = self.per_backend.get_mut(e.backend) {
-            *c += 1;
-        }
-        self.latency_us
-            .saturating_record((e.latency_ns / 1000).max(1));
     }
 
     pub fn mean_ms(&self) -> f64 {
@@ -63,40 +151,114 @@ impl Window {
         self.latency_us.max() as f64 / 1000.0
     }
 
-    /// Share of requests per backend, 0..1.
     pub fn shares(&self) -> Vec<f64> {
         let total = self.requests.max(1) as f64;
         self.per_backend.iter().map(|&c| c as f64 / total).collect()
     }
 }
 
-pub struct Live {
-    window: Window,
-    total: Window,
+/// A request as the dashboard's "latest requests" table shows it.
+#[derive(Debug, Clone)]
+pub struct Recent {
+    pub at: SystemTime,
+    pub backend: usize,
+    pub latency_ms: f64,
+    pub status: u16,
+    pub outcome: EventOutcome,
+    pub routed_by: Arc<str>,
 }
 
-/// Totals so far.
-pub type Snapshot = Window;
+pub struct Live {
+    backends: usize,
+    open: Option<Open>,
+    history: VecDeque<Second>,
+    totals: Totals,
+    recent: VecDeque<Recent>,
+}
 
 impl Live {
     pub fn new(backends: usize) -> Self {
         Live {
-            window: Window::new(backends),
-            total: Window::new(backends),
+            backends,
+            open: None,
+            history: VecDeque::with_capacity(HISTORY_SECS),
+            totals: Totals::new(backends),
+            recent: VecDeque::with_capacity(RECENT),
         }
     }
 
     pub fn record(&mut self, e: &RequestEvent) {
-        self.window.record(e);
-        self.total.record(e);
+        let unix = unix_secs(e.at);
+        self.roll(unix);
+        let failed = e.status >= 500 || e.outcome != EventOutcome::Response;
+        let us = (e.latency_ns / 1000).clamp(1, u32::MAX as u64) as u32;
+        let open = self
+            .open
+            .get_or_insert_with(|| Open::new(unix, self.backends));
+        if let Some(l) = open.latencies.get_mut(e.backend) {
+            l.push(us);
+            if failed {
+                open.errors[e.backend] += 1;
+            }
+        }
+        open.faults += u64::from(e.fault.is_some());
+        open.reused += u64::from(e.reused);
+
+        let t = &mut self.totals;
+        t.requests += 1;
+        t.errors += u64::from(failed);
+        t.faults += u64::from(e.fault.is_some());
+        t.reused += u64::from(e.reused);
+        if let Some(c) = t.per_backend.get_mut(e.backend) {
+            *c += 1;
+        }
+        t.latency_us.saturating_record(u64::from(us));
+
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Recent {
+            at: e.at,
+            backend: e.backend,
+            latency_ms: e.latency_ns as f64 / 1e6,
+            status: e.status,
+            outcome: e.outcome,
+            routed_by: e.routed_by.clone(),
+        });
     }
 
-    pub fn take_window(&mut self) -> Window {
-        let fresh = Window::new(self.window.per_backend.len());
-        std::mem::replace(&mut self.window, fresh)
+    /// Closes the open second if `unix` is past it (called on every event and on idle ticks).
+    pub fn roll(&mut self, unix: u64) {
+        if self.open.as_ref().is_some_and(|o| o.unix < unix) {
+            if let Some(open) = self.open.take() {
+                if self.history.len() == HISTORY_SECS {
+                    self.history.pop_front();
+                }
+                self.history.push_back(open.close());
+            }
+        }
     }
 
-    pub fn snapshot(&self) -> Snapshot {
-        self.total.clone()
+    /// Completed seconds after `after` (unix), oldest first.
+    pub fn seconds_after(&self, after: u64) -> Vec<Second> {
+        self.history
+            .iter()
+            .filter(|s| s.unix > after)
+            .cloned()
+            .collect()
     }
+
+    pub fn totals(&self) -> Totals {
+        self.totals.clone()
+    }
+
+    pub fn recent(&self) -> Vec<Recent> {
+        self.recent.iter().cloned().collect()
+    }
+}
+
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
