@@ -38,9 +38,7 @@ impl Running {
         if let Some(console) = self.console {
             console.abort();
         }
-        let telemetry = Arc::try_unwrap(self.telemetry)
-            .map_err(|_| anyhow::anyhow!("telemetry still in use at shutdown"))?;
-        telemetry.finish()
+        self.telemetry.finish()
     }
 
     pub fn telemetry(&self) -> &Telemetry {

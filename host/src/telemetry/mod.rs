@@ -13,7 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use switchyard_runtime::FaultKind;
 
-pub use stats::{unix_secs, BackendSecond, Recent, Second, Totals, HISTORY_SECS};
+pub use stats::{
+    unix_secs, BackendSecond, LatencyBuckets, Recent, Second, Totals, HISTORY_SECS,
+    LATENCY_BUCKETS_NS,
+};
 
 /// How a request ended, from the client's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +86,7 @@ pub struct TelemetryConfig {
 pub struct Telemetry {
     tx: mpsc::Sender<Msg>,
     live: Arc<Mutex<stats::Live>>,
-    thread: Option<JoinHandle<anyhow::Result<()>>>,
+    thread: Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
 }
 
 impl Telemetry {
@@ -142,7 +145,7 @@ impl Telemetry {
         Ok(Telemetry {
             tx,
             live,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -166,10 +169,16 @@ impl Telemetry {
         lock(&self.live).recent()
     }
 
-    /// Records everything sent so far, flushes the log and stops the thread.
-    pub fn finish(mut self) -> anyhow::Result<Totals> {
+    /// Records everything sent so far, flushes the log and stops the thread. Later events
+    /// are dropped, so call it once no request is in flight.
+    pub fn finish(&self) -> anyhow::Result<Totals> {
         let _ = self.tx.send(Msg::Finish);
-        if let Some(thread) = self.thread.take() {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
             match thread.join() {
                 Ok(result) => result.context("writing the request log")?,
                 Err(_) => anyhow::bail!("the telemetry thread panicked"),

@@ -114,6 +114,65 @@ fn quantile_ms(us: &mut [u32], q: f64) -> f64 {
     *v as f64 / 1000.0
 }
 
+/// Upper bounds, in nanoseconds, of the cumulative latency buckets kept per backend for
+/// Prometheus (`le` labels 0.0005 .. 10 seconds; a final +Inf bucket catches the rest).
+/// Fixed bounds, unlike the HDR histogram, so scrapes can be aggregated across processes.
+pub const LATENCY_BUCKETS_NS: [u64; 14] = [
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// One backend's latencies since start, bucketed by [`LATENCY_BUCKETS_NS`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyBuckets {
+    /// Per-bucket (not cumulative) counts; the last entry is the +Inf overflow.
+    counts: [u64; LATENCY_BUCKETS_NS.len() + 1],
+    /// Sum of all latencies, nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl LatencyBuckets {
+    fn record(&mut self, latency_ns: u64) {
+        let i = LATENCY_BUCKETS_NS.partition_point(|&upper| upper < latency_ns);
+        self.counts[i] += 1;
+        self.sum_ns = self.sum_ns.saturating_add(latency_ns);
+    }
+
+    /// (upper bound in seconds, cumulative count) for each bucket, +Inf last
+    /// (`f64::INFINITY`), as Prometheus histograms expose them.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                total += c;
+                let upper = LATENCY_BUCKETS_NS
+                    .get(i)
+                    .map(|&ns| ns as f64 / 1e9)
+                    .unwrap_or(f64::INFINITY);
+                (upper, total)
+            })
+            .collect()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
 /// Running totals since start.
 #[derive(Clone)]
 pub struct Totals {
@@ -122,6 +181,10 @@ pub struct Totals {
     pub faults: u64,
     pub reused: u64,
     pub per_backend: Vec<u64>,
+    /// Failed requests (5xx or no complete response) per backend.
+    pub per_backend_errors: Vec<u64>,
+    /// Latency distribution per backend, for the admin port's Prometheus histogram.
+    pub per_backend_latency: Vec<LatencyBuckets>,
     latency_us: Histogram<u64>,
 }
 
@@ -133,6 +196,8 @@ impl Totals {
             faults: 0,
             reused: 0,
             per_backend: vec![0; backends],
+            per_backend_errors: vec![0; backends],
+            per_backend_latency: vec![LatencyBuckets::default(); backends],
             // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2 * low, sigfig <= 5).
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("valid histogram bounds"),
@@ -190,7 +255,12 @@ impl Live {
     pub fn record(&mut self, e: &RequestEvent) {
         let unix = unix_secs(e.at);
         self.roll(unix);
-        let failed = e.status >= 500 || e.outcome != EventOutcome::Response;
+        // A client hanging up is not the backend's failure (nor the proxy's).
+        let failed = e.status >= 500
+            || matches!(
+                e.outcome,
+                EventOutcome::ConnectError | EventOutcome::Timeout | EventOutcome::Broken
+            );
         let us = (e.latency_ns / 1000).clamp(1, u32::MAX as u64) as u32;
         let open = self
             .open
@@ -211,6 +281,12 @@ impl Live {
         t.reused += u64::from(e.reused);
         if let Some(c) = t.per_backend.get_mut(e.backend) {
             *c += 1;
+        }
+        if let Some(c) = t.per_backend_errors.get_mut(e.backend) {
+            *c += u64::from(failed);
+        }
+        if let Some(l) = t.per_backend_latency.get_mut(e.backend) {
+            l.record(e.latency_ns);
         }
         t.latency_us.saturating_record(u64::from(us));
 
