@@ -6,7 +6,7 @@ use switchyard::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, None) && cli.serve.verbose {
+    let default_level = if cli.command.is_none() && cli.serve.verbose {
         "debug"
     } else {
         "info"

@@ -189,7 +189,8 @@ fn loading_rejects_what_is_not_a_policy() {
     let p = PathBuf::from("x.wasm");
     let rr = std::fs::read(wasm("rr.wasm")).unwrap();
     let core = [0, b'a', b's', b'm', 1, 0, 0, 0];
-    let cases: Vec<(&[u8], fn(&LoadError) -> bool)> = vec![
+    type Expect = fn(&LoadError) -> bool;
+    let cases: Vec<(&[u8], Expect)> = vec![
         (b"", |e| matches!(e, LoadError::Empty(_))),
         (b"hello world, not wasm", |e| {
             matches!(e, LoadError::NotWasm(_))

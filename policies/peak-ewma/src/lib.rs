@@ -6,7 +6,9 @@
 //! What it fixes in the study's EWMA: time decay lets a backend that was slow (or dead) be
 //! retried once it has been idle a while, instead of never being measured again; the
 //! in-flight factor stops 100 concurrent requests from all piling onto the one backend that
-//! looked fastest a moment ago; random pairs avoid the herd.
+//! looked fastest a moment ago; random pairs avoid the herd. A backend that fails is
+//! ejected for `eject-ms` (default 1 s) times its failures in a row, as Envoy's outlier
+//! detection does, then probed again.
 use std::cell::RefCell;
 
 use common::Rng;
@@ -22,12 +24,16 @@ struct Backend {
     cost: f64,
     stamp_ns: u64,
     in_flight: u32,
+    /// Failures in a row, and until when the backend is ejected because of them.
+    failures: u32,
+    ejected_until_ns: u64,
 }
 
 #[derive(Default)]
 struct State {
     decay_ns: f64,
     penalty_ns: f64,
+    eject_ns: f64,
     backends: Vec<Backend>,
     rng: Option<Rng>,
 }
@@ -41,8 +47,15 @@ impl State {
         b.cost * (-elapsed / self.decay_ns).exp()
     }
 
+    /// Cost times requests in flight; infinite while ejected. The ejection matters: a dead
+    /// backend fails in microseconds, so with a busy fleet even a penalised cost times
+    /// one request in flight would look cheaper than a healthy backend times fifty.
     fn load(&self, i: usize, now_ns: u64) -> f64 {
-        self.cost(i, now_ns) * f64::from(self.backends[i].in_flight + 1)
+        let b = &self.backends[i];
+        if now_ns < b.ejected_until_ns {
+            return f64::INFINITY;
+        }
+        self.cost(i, now_ns) * f64::from(b.in_flight + 1)
     }
 }
 
@@ -56,22 +69,31 @@ impl Guest for PeakEwma {
     fn configure(setup: Setup) -> Result<PolicyInfo, String> {
         common::reject_unknown(
             &setup.config,
-            &["decay-ms", "default-rtt-ms", "failure-penalty-ms"],
+            &[
+                "decay-ms",
+                "default-rtt-ms",
+                "failure-penalty-ms",
+                "eject-ms",
+            ],
         )?;
         let decay_ms = common::config_f64(&setup.config, "decay-ms", 10_000.0, 1.0..=3.6e6)?;
         let default_rtt_ms = common::config_f64(&setup.config, "default-rtt-ms", 1.0, 0.0..=3.6e6)?;
         let penalty_ms =
             common::config_f64(&setup.config, "failure-penalty-ms", 1000.0, 0.0..=3.6e6)?;
+        let eject_ms = common::config_f64(&setup.config, "eject-ms", 1000.0, 0.0..=3.6e6)?;
         let n = setup.backends.len();
         STATE.with_borrow_mut(|s| {
             *s = State {
                 decay_ns: decay_ms * 1e6,
+                eject_ns: eject_ms * 1e6,
                 penalty_ns: penalty_ms * 1e6,
                 backends: vec![
                     Backend {
                         cost: default_rtt_ms * 1e6,
                         stamp_ns: setup.now_ns,
                         in_flight: 0,
+                        failures: 0,
+                        ejected_until_ns: 0,
                     };
                     n
                 ],
@@ -128,6 +150,16 @@ impl Guest for PeakEwma {
             };
             b.stamp_ns = b.stamp_ns.max(o.now_ns);
             b.in_flight = b.in_flight.saturating_sub(1);
+            if failed {
+                // Eject for longer the longer it keeps failing (capped at 30 s), then let
+                // one request probe it again.
+                b.failures = b.failures.saturating_add(1);
+                let eject = (s.eject_ns * f64::from(b.failures.min(30))).min(30e9);
+                b.ejected_until_ns = o.now_ns + eject as u64;
+            } else {
+                b.failures = 0;
+                b.ejected_until_ns = 0;
+            }
         })
     }
 
