@@ -19,7 +19,8 @@ pub use component::{LoadError, PolicyComponent};
 pub use instance::{Fault, PolicyInfo, PolicyInstance, Setup};
 pub use reload::{Clock, Reloader};
 pub use router::{
-    Choice, Counters, PolicyStatus, Rebuild, Router, RouterOptions, SwapReport, FALLBACK_NAME,
+    Choice, Counters, PolicyStatus, Rebuild, Router, RouterOptions, SwapReport, BUILTIN_NAME,
+    FALLBACK_NAME,
 };
 pub use types::{Backend, FaultKind, Limits, NoRequest, Observation, Outcome, RequestView, Scores};
 

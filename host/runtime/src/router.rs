@@ -18,6 +18,8 @@ use crate::types::{Backend, FaultKind, Limits, Observation, RequestView, Scores}
 
 /// The `routing_mode` of requests the host routed itself.
 pub const FALLBACK_NAME: &str = "host-round-robin";
+/// The `routing_mode` of a router built with [`Router::builtin_round_robin`].
+pub const BUILTIN_NAME: &str = "native-round-robin";
 
 /// How a faulted instance is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,9 @@ pub struct Router {
 }
 
 struct Inner {
+    /// Routing natively (no policy) until the first swap; see [`Router::builtin_round_robin`].
+    builtin: std::sync::atomic::AtomicBool,
+    builtin_name: Arc<str>,
     setup: Setup,
     options: RouterOptions,
     state: Mutex<State>,
@@ -131,7 +136,8 @@ struct State {
 }
 
 struct Active {
-    component: Arc<PolicyComponent>,
+    /// None for the built-in round-robin.
+    component: Option<Arc<PolicyComponent>>,
     instance: Option<PolicyInstance>,
     name: Arc<str>,
     score_label: String,
@@ -157,8 +163,35 @@ impl Router {
         };
         let instance = PolicyInstance::new(&component, &setup, options.limits, now_ns)?;
         let active = Active::new(component, instance, 1);
-        Ok(Router {
+        Ok(Router::with(active, setup, options, false))
+    }
+
+    /// A router that round-robins natively, without any wasm: the baseline that shows what
+    /// the policy call costs in benchmarks. A swap replaces it with a real policy.
+    pub fn builtin_round_robin(backends: Vec<Backend>, options: RouterOptions) -> Router {
+        let setup = Setup {
+            backends,
+            config: Vec::new(),
+            seed: options.seed,
+        };
+        let active = Active {
+            component: None,
+            instance: None,
+            name: Arc::from(BUILTIN_NAME),
+            score_label: String::new(),
+            generation: 1,
+            loaded_at: SystemTime::now(),
+            fault_times: VecDeque::new(),
+            disabled: false,
+        };
+        Router::with(active, setup, options, true)
+    }
+
+    fn with(active: Active, setup: Setup, options: RouterOptions, builtin: bool) -> Router {
+        Router {
             inner: Arc::new(Inner {
+                builtin: std::sync::atomic::AtomicBool::new(builtin),
+                builtin_name: Arc::from(BUILTIN_NAME),
                 setup,
                 state: Mutex::new(State {
                     active,
@@ -170,7 +203,7 @@ impl Router {
                 fallback_next: AtomicUsize::new(0),
                 fallback_name: Arc::from(FALLBACK_NAME),
             }),
-        })
+        }
     }
 
     pub fn backends(&self) -> &[Backend] {
@@ -184,6 +217,14 @@ impl Router {
     /// Picks the backend for one request. Never fails: if the policy cannot answer, the
     /// host's round-robin does.
     pub fn choose(&self, req: &dyn RequestView, now_ns: u64) -> Choice {
+        if self.inner.builtin.load(Ordering::Relaxed) {
+            let n = self.inner.setup.backends.len().max(1);
+            return Choice {
+                backend: self.inner.fallback_next.fetch_add(1, Ordering::Relaxed) % n,
+                routed_by: self.inner.builtin_name.clone(),
+                fault: None,
+            };
+        }
         let c = &self.inner.counters;
         let mut st = self.inner.lock();
         if let Some(instance) = st.active.instance.as_mut() {
@@ -213,6 +254,9 @@ impl Router {
 
     /// Reports a finished exchange to the policy and keeps it for warm starts.
     pub fn observe(&self, o: Observation) {
+        if self.inner.builtin.load(Ordering::Relaxed) {
+            return;
+        }
         let c = &self.inner.counters;
         let mut st = self.inner.lock();
         st.record(o, self.inner.options.replay);
@@ -246,7 +290,12 @@ impl Router {
         let st = self.inner.lock();
         PolicyStatus {
             name: st.active.name.clone(),
-            file: st.active.component.path().to_path_buf(),
+            file: st
+                .active
+                .component
+                .as_ref()
+                .map(|c| c.path().to_path_buf())
+                .unwrap_or_else(|| BUILTIN_NAME.into()),
             generation: st.active.generation,
             loaded_at: st.active.loaded_at,
             disabled: st.active.disabled,
@@ -294,7 +343,7 @@ impl Router {
                 .failed_swaps
                 .fetch_add(1, Ordering::Relaxed);
             return Err(LoadError::Faulted {
-                path: active.component.path().to_path_buf(),
+                path: component_path(&active),
                 stage: "replay",
                 reason: "observe trapped while catching up".into(),
             });
@@ -307,6 +356,7 @@ impl Router {
             generation: active.generation,
         };
         st.active = active;
+        self.inner.builtin.store(false, Ordering::Relaxed);
         drop(st);
         self.inner.counters.swaps.fetch_add(1, Ordering::Relaxed);
         Ok(report)
@@ -448,7 +498,9 @@ impl Router {
     /// Replaces a faulted instance of generation `generation` with a fresh, warm one,
     /// unless a swap happened meanwhile.
     fn rebuild(&self, generation: u64, now_ns: u64) {
-        let component = self.inner.lock().active.component.clone();
+        let Some(component) = self.inner.lock().active.component.clone() else {
+            return;
+        };
         let built = self.warm_instance(&component, now_ns);
         let mut st = self.inner.lock();
         if st.active.generation != generation || st.active.disabled {
@@ -509,7 +561,7 @@ impl Active {
         Active {
             name: instance.info().name.clone(),
             score_label: instance.info().score_label.clone(),
-            component,
+            component: Some(component),
             instance: Some(instance),
             generation,
             loaded_at: SystemTime::now(),
@@ -517,4 +569,12 @@ impl Active {
             disabled: false,
         }
     }
+}
+
+fn component_path(active: &Active) -> std::path::PathBuf {
+    active
+        .component
+        .as_ref()
+        .map(|c| c.path().to_path_buf())
+        .unwrap_or_else(|| BUILTIN_NAME.into())
 }

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# What the proxy itself costs: wrk against a zero-latency backend, directly and through
+# Switchyard, nginx and HAProxy, interleaved in rounds on the same machine.
+#
+# Method: the backend and every proxy run pinned to CPU 0 (one worker each), wrk runs
+# pinned to CPU 1, so each proxy gets the same CPU budget and shares it with the backend.
+# Each round runs every configuration once, in the same order; the table reports the
+# median of the rounds and each configuration's ratio to direct access.
+#
+# Env: ROUNDS (3), DURATION (5s), CONNECTIONS (50), WRK_THREADS (2).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+rounds=${ROUNDS:-3}
+duration=${DURATION:-5s}
+conns=${CONNECTIONS:-50}
+wrk_threads=${WRK_THREADS:-2}
+out="logs/overhead-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+for tool in wrk nginx haproxy taskset; do
+  command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
+  command -v "$tool" >/dev/null || { echo "error: $tool is missing: run .ci/setup (installs wrk, nginx, haproxy)" >&2; exit 1; }
+done
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+on_cpu0() { taskset -c 0 "$@"; }
+
+be=18080
+on_cpu0 ./target/release/backend --id Z --latencies 0 --port $be --threads 1 > "$out/backend.txt" 2>&1 & pids+=($!)
+
+sy() { # port, extra flags...
+  local port=$1; shift
+  on_cpu0 ./target/release/switchyard --threads 1 --no-log --no-admin --no-watch --listen 127.0.0.1:$port \
+    --backend http://127.0.0.1:$be "$@" > "$out/switchyard-$port.txt" 2>&1 & pids+=($!)
+}
+sy 18081 --policy policies/rr.wasm
+sy 18082 --builtin-rr
+sy 18086 --policy policies/rr.wasm --upstream non-persistent
+
+# nginx: one worker; the keepalive pool holds more idle connections than wrk opens, so
+# nginx never has to reconnect (a smaller pool makes it close and reopen constantly).
+nginx_conf() { # port, keepalive(yes|no)
+  local port=$1 ka=$2 dir="$out/nginx-$1"
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $PWD/$dir/nginx.pid;
+error_log $PWD/$dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend {
+    server 127.0.0.1:$be;
+    $( [ "$ka" = yes ] && echo "keepalive $((conns * 4)); keepalive_requests 1000000;" )
+  }
+  server {
+    listen 127.0.0.1:$port;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://backend;
+      $( [ "$ka" = yes ] && echo 'proxy_http_version 1.1; proxy_set_header Connection "";' )
+    }
+  }
+}
+CONF
+  on_cpu0 nginx -p "$PWD/$dir" -c "$PWD/$dir/nginx.conf" > "$dir/stdout.txt" 2>&1 & pids+=($!)
+}
+nginx_conf 18083 yes
+nginx_conf 18084 no
+
+haproxy_conf() { # port, reuse mode
+  local port=$1 mode=$2 dir="$out/haproxy-$1"
+  mkdir -p "$dir"
+  cat > "$dir/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  $( [ "$mode" = always ] && echo "http-reuse always" || echo "option http-server-close
+  http-reuse never" )
+frontend fe
+  bind 127.0.0.1:$port
+  default_backend be
+backend be
+  server z 127.0.0.1:$be
+CONF
+  on_cpu0 haproxy -f "$dir/haproxy.cfg" -db > "$dir/stdout.txt" 2>&1 & pids+=($!)
+}
+haproxy_conf 18085 always
+haproxy_conf 18087 never
+
+configs=(
+  "direct:$be"
+  "switchyard-persistent-wasm-rr:18081"
+  "switchyard-persistent-native-rr:18082"
+  "nginx-keepalive:18083"
+  "nginx-no-keepalive:18084"
+  "haproxy-reuse-always:18085"
+  "switchyard-non-persistent:18086"
+  "haproxy-server-close:18087"
+)
+for c in "${configs[@]}"; do
+  port=${c##*:}
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "error: ${c%%:*} did not come up on :$port (see $out)" >&2; exit 1; }
+done
+
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 } printf "%.3f", v }'; }
+
+echo "method: wrk -t$wrk_threads -c$conns -d$duration on CPU 1; backend (zero latency) and proxy on CPU 0; $rounds rounds, interleaved; medians"
+results="$out/results.tsv"
+: > "$results"
+for r in $(seq "$rounds"); do
+  for c in "${configs[@]}"; do
+    name=${c%%:*} port=${c##*:}
+    printf '\r[round %d/%d] %-34s' "$r" "$rounds" "$name" >&2
+    taskset -c 1 wrk -t"$wrk_threads" -c"$conns" -d"$duration" --latency "http://127.0.0.1:$port/" > "$out/wrk-$name-$r.txt" 2>&1
+    rps=$(awk '/Requests\/sec/ { print $2 }' "$out/wrk-$name-$r.txt")
+    p50=$(awk '$1 == "50%" { print $2 }' "$out/wrk-$name-$r.txt" | to_ms)
+    p99=$(awk '$1 == "99%" { print $2 }' "$out/wrk-$name-$r.txt" | to_ms)
+    errs=$(awk '/Socket errors|Non-2xx/ { print }' "$out/wrk-$name-$r.txt" | tr '\n' ' ')
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" "$errs" >> "$results"
+  done
+done
+printf '\r%60s\r' '' >&2
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+declare -A RPS P50 P99
+for c in "${configs[@]}"; do
+  n=${c%%:*}
+  RPS[$n]=$(awk -F'\t' -v n="$n" '$1 == n { print $2 }' "$results" | median)
+  P50[$n]=$(awk -F'\t' -v n="$n" '$1 == n { print $3 }' "$results" | median)
+  P99[$n]=$(awk -F'\t' -v n="$n" '$1 == n { print $4 }' "$results" | median)
+done
+direct=${RPS[direct]}
+{
+  printf '| configuration | req/s | p50 ms | p99 ms | vs direct |\n|---|---:|---:|---:|---:|\n'
+  for c in "${configs[@]}"; do
+    n=${c%%:*}
+    printf '| %s | %.0f | %.3f | %.3f | %.3fx |\n' "$n" "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "$(echo "${RPS[$n]} / $direct" | bc -l)"
+  done
+} | tee "$out/table.md"
+errors=$(awk -F'\t' '$5 != "" { print $1 ": " $5 }' "$results")
+[ -n "$errors" ] && { echo; echo "wrk reported errors:"; echo "$errors"; }
+
+ratio() { echo "$1 / $2" | bc -l; }
+best_ka=$(printf '%s\n' "${RPS[nginx-keepalive]}" "${RPS[haproxy-reuse-always]}" | sort -g | tail -1)
+best_ka_name=$([ "$(echo "${RPS[nginx-keepalive]} >= ${RPS[haproxy-reuse-always]}" | bc)" = 1 ] && echo nginx-keepalive || echo haproxy-reuse-always)
+best_np=$(printf '%s\n' "${RPS[nginx-no-keepalive]}" "${RPS[haproxy-server-close]}" | sort -g | tail -1)
+echo
+printf 'persistent:     switchyard / %s = %.2fx req/s (target >= 1.25x); p99 %.3f vs %.3f ms\n' \
+  "$best_ka_name" "$(ratio "${RPS[switchyard-persistent-wasm-rr]}" "$best_ka")" "${P99[switchyard-persistent-wasm-rr]}" "${P99[$best_ka_name]}"
+printf 'non-persistent: switchyard / best peer = %.2fx req/s (target >= 1.1x)\n' "$(ratio "${RPS[switchyard-non-persistent]}" "$best_np")"
+printf 'policy cost:    wasm rr / native rr = %.3fx req/s (target >= 0.97x)\n' \
+  "$(ratio "${RPS[switchyard-persistent-wasm-rr]}" "${RPS[switchyard-persistent-native-rr]}")"
+echo "raw results: $out/"
