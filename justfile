@@ -2,7 +2,7 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-policies := "rr sma ewma peak-ewma"
+policies := "rr sma ewma peak-ewma sticky"
 fixtures := "trap-choose bad-index loop-forever grow-memory trap-init open-file other-world"
 
 # Show the recipes.
@@ -85,3 +85,86 @@ swap-demo duration="30": build
          END { split(changes, ch, " ")
                for (i = 2; i <= k; i++) printf "  %-15s %.1f ms\n", order[i], (first[order[i]] - secs(ch[i-1]))*1000 }' "$out/requests.csv"
     echo; echo "Everything is in $out/"
+
+# For every upstream mode and every policy in policies/*.wasm (drop a policy in the folder
+# and it joins), the proxy under `wrk --latency` with the study's load, then `switchyard
+# analyze` (tables, charts, REPORT.md). Environment variables: DURATION (120s),
+# CONNECTIONS (100), THREADS (4), MODES ("persistent non-persistent"), POLICIES (all
+# policies/*.wasm, by stem). Layout: logs/<run-id>/<upstream>-<policy>/{requests.csv,
+# wrk.txt,console.txt}, params.txt, backends.txt, then REPORT.md and the fig7..fig10 charts.
+# Ctrl+C stops everything it started. Installs wrk (Debian package) if it is missing.
+# The study's benchmark, all modes x policies, then the report (quick: DURATION=10s just bench).
+bench: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    duration="${DURATION:-120s}"; connections="${CONNECTIONS:-100}"; threads="${THREADS:-4}"
+    modes="${MODES:-persistent non-persistent}"
+    policies="${POLICIES:-$(for f in policies/*.wasm; do basename "$f" .wasm; done | tr '\n' ' ')}"
+    fail() { echo "error: $*" >&2; exit 2; }
+    [[ "$duration" =~ ^[0-9]+[smh]?$ ]] || fail "DURATION=$duration: write e.g. 120s, 2m or 1h (as wrk's -d takes it)"
+    [[ "$connections" =~ ^[1-9][0-9]*$ ]] || fail "CONNECTIONS=$connections: write a whole number, e.g. 100"
+    [[ "$threads" =~ ^[1-9][0-9]*$ ]] || fail "THREADS=$threads: write a whole number, e.g. 4"
+    (( threads <= connections )) || fail "THREADS=$threads exceeds CONNECTIONS=$connections (wrk needs a connection per thread)"
+    for m in $modes; do [[ "$m" == persistent || "$m" == non-persistent ]] || fail "MODES: unknown mode '$m': use persistent and/or non-persistent"; done
+    for p in $policies; do [ -f "policies/$p.wasm" ] || fail "POLICIES: policies/$p.wasm does not exist (have: $(cd policies && ls *.wasm | tr '\n' ' '))"; done
+    [ -n "$modes" ] && [ -n "$policies" ] || fail "nothing to run: MODES and POLICIES must not be empty"
+    if ! command -v wrk >/dev/null; then
+      echo "wrk is missing: installing the Debian package"
+      sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+      $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >/dev/null
+    fi
+    busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+    for port in 8081 8082 8083 9090; do
+      ! busy "$port" || fail "port $port is in use (another proxy or \`just backends\`?): stop it and retry"
+    done
+    case "$duration" in *h) secs=$(( ${duration%h} * 3600 ));; *m) secs=$(( ${duration%m} * 60 ));; *) secs=${duration%s};; esac
+    human() { if (( $1 >= 60 )); then echo "$(( $1 / 60 ))m $(( $1 % 60 ))s"; else echo "$1s"; fi; }
+    admin=""; ./target/release/switchyard --help | grep -q -- '--no-admin' && admin="--no-admin"
+
+    run_id="bench-$(date -u +%Y%m%dT%H%M%SZ)"; out="logs/$run_id"; mkdir -p "$out"
+    pids=()
+    stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; pids=(); }
+    trap stop_all EXIT
+    trap 'echo; echo "interrupted: stopping the proxy, wrk and backends this run started (logs so far in $out/)"; exit 130' INT TERM
+    wait_port() { for _ in $(seq 100); do busy "$1" && return 0; kill -0 "$2" 2>/dev/null || return 1; sleep 0.1; done; return 1; }
+
+    {
+      echo "run_id=$run_id"; echo "started=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+      echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+changes')"
+      echo "wrk=wrk -t$threads -c$connections -d$duration --latency http://127.0.0.1:9090/"
+      echo "modes=$modes"; echo "policies=$policies"; echo "cores=$(nproc)"
+    } > "$out/params.txt"
+    ./target/release/backend --all > "$out/backends.txt" 2>&1 & be=$!; pids+=("$be")
+    for port in 8081 8082 8083; do wait_port "$port" "$be" || fail "the backends did not start: see $out/backends.txt"; done
+
+    n=0; total=$(( $(wc -w <<< "$modes") * $(wc -w <<< "$policies") ))
+    per=$(( secs + 3 ))   # wrk's run plus starting and stopping the proxy
+    echo "bench $run_id: $total configurations x $duration, wrk -t$threads -c$connections; logs in $out/"
+    for mode in $modes; do
+      for policy in $policies; do
+        n=$(( n + 1 )); dir="$out/$mode-$policy"; mkdir -p "$dir"
+        left=$(( (total - n + 1) * per ))
+        line="[$n/$total] $mode $policy: $duration run, ~$(human "$left") left"
+        echo "$line"
+        ./target/release/switchyard --policy "policies/$policy.wasm" --upstream "$mode" --log "$dir/requests.csv" \
+            --no-watch $admin > "$dir/console.txt" 2>&1 & px=$!; pids=("$be" "$px")
+        if ! wait_port 9090 "$px"; then
+          echo "error: the proxy did not start; its output ($dir/console.txt):" >&2; tail -n 20 "$dir/console.txt" >&2; exit 1
+        fi
+        wrk -t"$threads" -c"$connections" -d"$duration" --latency http://127.0.0.1:9090/ > "$dir/wrk.txt" 2>&1 & wk=$!; pids=("$be" "$px" "$wk")
+        start=$SECONDS
+        while kill -0 "$wk" 2>/dev/null; do
+          sleep 1
+          if [ -t 1 ]; then printf '\r  %3ds of %s, ~%s left in total ' $(( SECONDS - start )) "$duration" "$(human $(( left - SECONDS + start > 0 ? left - SECONDS + start : 0 )))"; fi
+        done
+        [ -t 1 ] && printf '\r\033[K'
+        wait "$wk" || echo "  warning: wrk failed, see $dir/wrk.txt"
+        kill -INT "$px"; wait "$px" || echo "  warning: the proxy exited with an error, see $dir/console.txt"
+        pids=("$be")
+        grep -h '^Requests/sec' "$dir/wrk.txt" | sed 's/^/  wrk /' || true
+      done
+    done
+    stop_all
+    echo
+    ./target/release/switchyard analyze "$out"
+    echo; echo "Report: $out/REPORT.md (charts: $out/fig7..fig10 .svg/.png)"

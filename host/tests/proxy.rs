@@ -286,3 +286,35 @@ async fn faulty_policies_fail_no_request() {
         assert!(rows.iter().any(|r| r[4] == "host-round-robin"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_policy_reads_a_header_and_keeps_users_on_one_backend() {
+    let backends = [
+        backend("A", &[0.0]).await,
+        backend("B", &[0.0]).await,
+        backend("C", &[0.0]).await,
+    ];
+    let mut args = vec![
+        "--no-log".to_string(),
+        "--policy".into(),
+        policy("sticky.wasm"),
+    ];
+    args.extend(backend_args(&backends.iter().collect::<Vec<_>>()));
+    let p = proxy(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let mut client = Client::connect(p.addr).await;
+    let mut homes = std::collections::BTreeSet::new();
+    for user in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..5 {
+            let (status, body) = client
+                .request_with("GET", "/", &[("x-user-id", user)], Bytes::new())
+                .await;
+            assert_eq!(status, 200);
+            seen.insert(body[..12].to_vec());
+        }
+        assert_eq!(seen.len(), 1, "{user} always lands on the same backend");
+        homes.extend(seen);
+    }
+    p.shutdown().await.unwrap();
+    assert!(homes.len() >= 2, "users spread over backends: {homes:?}");
+}

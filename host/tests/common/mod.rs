@@ -84,19 +84,31 @@ impl Client {
     }
 
     pub async fn request(&mut self, method: &str, path: &str, body: Bytes) -> (u16, Bytes) {
+        self.request_with(method, path, &[], body).await
+    }
+
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> (u16, Bytes) {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let len = body.len();
         if !body.is_empty() {
             tx.send(body).await.unwrap();
         }
         drop(tx);
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header("host", "switchyard.test")
-            .header("content-length", len)
-            .body(ChannelBody(rx))
-            .unwrap();
+            .header("content-length", len);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(ChannelBody(rx)).unwrap();
         self.sender.ready().await.expect("connection ready");
         let resp = self.sender.send_request(req).await.expect("response");
         let status = resp.status().as_u16();

@@ -1,0 +1,39 @@
+//! Sticky sessions: the same `x-user-id` header (or, without one, the same client IP)
+//! always goes to the same backend. The README's example policy, kept compiling here.
+use std::cell::Cell;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+wit_bindgen::generate!({ path: "../../wit", world: "router" });
+
+use exports::switchyard::policy::policy::{Guest, Observation, PolicyInfo, Request, Score, Setup};
+use switchyard::policy::types::RequestFields;
+
+thread_local!(static BACKENDS: Cell<u32> = const { Cell::new(1) });
+
+struct Sticky;
+
+impl Guest for Sticky {
+    fn configure(setup: Setup) -> Result<PolicyInfo, String> {
+        BACKENDS.set(setup.backends.len().max(1) as u32);
+        Ok(PolicyInfo {
+            name: "sticky".into(),
+            score_label: String::new(),
+            fields: RequestFields::CLIENT,
+            headers: vec!["x-user-id".into()],
+        })
+    }
+    fn choose(req: Request) -> u32 {
+        let mut h = DefaultHasher::new();
+        match req.headers.first() {
+            Some((_, user)) => user.hash(&mut h),
+            None => req.client.split(':').next().hash(&mut h),
+        }
+        (h.finish() % u64::from(BACKENDS.get())) as u32
+    }
+    fn observe(_: Observation) {}
+    fn scores() -> Vec<Score> {
+        Vec::new()
+    }
+}
+
+export!(Sticky);
