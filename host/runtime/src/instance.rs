@@ -174,31 +174,25 @@ impl PolicyInstance {
             .collect())
     }
 
-    /// Builds the request record with only the fields the policy asked for; the common
-    /// case (none) allocates nothing.
+    /// Builds the request record with only the fields the policy asked for. The common case
+    /// (none) allocates nothing here and makes no allocation call into the policy.
     fn request(&self, req: &dyn RequestView, now_ns: u64) -> WitRequest {
         let f = self.info.fields;
-        let take = |want: RequestFields, get: &dyn Fn() -> String| {
-            if f.contains(want) {
-                get()
-            } else {
-                String::new()
-            }
-        };
+        let want = |field: RequestFields| f.contains(field);
         WitRequest {
             now_ns,
-            method: take(RequestFields::METHOD, &|| req.method().to_string()),
-            path: take(RequestFields::PATH, &|| req.path_and_query().to_string()),
-            authority: take(RequestFields::AUTHORITY, &|| req.authority().to_string()),
-            client: take(RequestFields::CLIENT, &|| {
-                req.client().map(|a| a.to_string()).unwrap_or_default()
+            method: want(RequestFields::METHOD).then(|| req.method().to_string()),
+            path: want(RequestFields::PATH).then(|| req.path_and_query().to_string()),
+            authority: want(RequestFields::AUTHORITY).then(|| req.authority().to_string()),
+            client: want(RequestFields::CLIENT)
+                .then(|| req.client().map(|a| a.to_string()).unwrap_or_default()),
+            headers: (!self.info.headers.is_empty()).then(|| {
+                self.info
+                    .headers
+                    .iter()
+                    .filter_map(|h| req.header(h).map(|v| (h.clone(), v.to_string())))
+                    .collect()
             }),
-            headers: self
-                .info
-                .headers
-                .iter()
-                .filter_map(|h| req.header(h).map(|v| (h.clone(), v.to_string())))
-                .collect(),
         }
     }
 

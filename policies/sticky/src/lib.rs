@@ -24,9 +24,14 @@ impl Guest for Sticky {
     }
     fn choose(req: Request) -> u32 {
         let mut h = DefaultHasher::new();
-        match req.headers.first() {
+        match req.headers.as_deref().and_then(|h| h.first()) {
             Some((_, user)) => user.hash(&mut h),
-            None => req.client.split(':').next().hash(&mut h),
+            None => req
+                .client
+                .as_deref()
+                .and_then(|c| c.rsplit_once(':'))
+                .map(|(ip, _port)| ip)
+                .hash(&mut h),
         }
         (h.finish() % u64::from(BACKENDS.get())) as u32
     }

@@ -1,0 +1,123 @@
+//! One `choose` + `observe` round trip: through the router into the wasm policy, straight
+//! into the wasm instance, and the same logic in native Rust, in nanoseconds.
+//!
+//! Run with `cargo bench -p switchyard-runtime --bench policy_call` after
+//! `just build-policies`. The ratio wasm/native is the policy's price.
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use switchyard_runtime::{
+    Backend, Limits, NoRequest, Observation, Outcome, PolicyInstance, PolicyRuntime, Router,
+    RouterOptions, Setup,
+};
+
+fn backends() -> Vec<Backend> {
+    ["A", "B", "C"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Backend {
+            id: id.to_string(),
+            url: format!("http://127.0.0.1:{}", 8081 + i),
+            weight: None,
+        })
+        .collect()
+}
+
+fn obs(backend: usize, t: u64) -> Observation {
+    Observation {
+        backend,
+        now_ns: t,
+        latency_ns: 200_000_000 + (backend as u64) * 25_000_000,
+        status: 200,
+        outcome: Outcome::Response,
+    }
+}
+
+/// The study's EWMA in plain Rust, for comparison.
+struct NativeEwma {
+    alpha: f64,
+    scores: Vec<Option<f64>>,
+}
+
+impl NativeEwma {
+    fn choose(&mut self) -> usize {
+        if let Some(i) = self.scores.iter().position(Option::is_none) {
+            return i;
+        }
+        let mut best = 0;
+        for (i, s) in self.scores.iter().enumerate() {
+            if s < &self.scores[best] {
+                best = i;
+            }
+        }
+        best
+    }
+    fn observe(&mut self, o: &Observation) {
+        let x = o.latency_ns as f64 / 1e6;
+        let s = &mut self.scores[o.backend];
+        *s = Some(s.map_or(x, |p| self.alpha * x + (1.0 - self.alpha) * p));
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = PolicyRuntime::new().expect("runtime");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let mut group = c.benchmark_group("choose+observe");
+    for name in ["rr", "ewma"] {
+        let component = rt
+            .load(&dir.join(format!("{name}.wasm")))
+            .expect("run `just build-policies` first");
+        let router = Router::new(
+            component.clone(),
+            backends(),
+            Vec::new(),
+            RouterOptions::default(),
+            0,
+        )
+        .expect("router");
+        let mut t = 0u64;
+        group.bench_function(format!("router/wasm-{name}"), |b| {
+            b.iter(|| {
+                t += 1000;
+                let c = router.choose(&NoRequest, t);
+                router.observe(obs(c.backend, t));
+            })
+        });
+        let setup = Setup {
+            backends: backends(),
+            config: Vec::new(),
+            seed: 1,
+        };
+        let mut instance =
+            PolicyInstance::new(&component, &setup, Limits::default(), 0).expect("instance");
+        group.bench_function(format!("instance/wasm-{name}"), |b| {
+            b.iter(|| {
+                t += 1000;
+                let i = instance.choose(&NoRequest, t).unwrap_or(0);
+                let _ = instance.observe(&obs(i, t));
+            })
+        });
+    }
+    let builtin = Router::builtin_round_robin(backends(), RouterOptions::default());
+    group.bench_function("router/native-rr", |b| {
+        b.iter(|| {
+            let c = builtin.choose(&NoRequest, 0);
+            builtin.observe(obs(c.backend, 0));
+        })
+    });
+    let mut native = NativeEwma {
+        alpha: 0.2,
+        scores: vec![None; 3],
+    };
+    group.bench_function("direct/native-ewma", |b| {
+        b.iter(|| {
+            let i = native.choose();
+            native.observe(black_box(&obs(i, 0)));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
