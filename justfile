@@ -168,3 +168,12 @@ bench: build
     echo
     ./target/release/switchyard analyze "$out"
     echo; echo "Report: $out/REPORT.md (charts: $out/fig7..fig10 .svg/.png)"
+
+# What the proxy costs: direct vs Switchyard vs nginx vs HAProxy against a zero-latency
+# backend, interleaved rounds, medians (env: ROUNDS, DURATION, CONNECTIONS).
+bench-overhead: build
+    @command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "installing nginx, haproxy"; apt-get install -y -qq nginx haproxy >/dev/null; }
+    @command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt-get install -y -qq haproxy >/dev/null
+    @command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
+    bash host/benches/overhead.sh
+    cargo bench -p switchyard-runtime --bench policy_call -- --noplot 2>/dev/null | grep -E '^choose|time:'

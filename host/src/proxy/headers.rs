@@ -40,20 +40,34 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 ///
 /// `Host` is kept as the client sent it (as HAProxy and Envoy do), so virtual hosts on
 /// the backend keep working; a request without one (HTTP/1.0) gets the backend's.
-pub fn to_upstream(headers: &mut HeaderMap, client: SocketAddr, backend_authority: &HeaderValue) {
+/// `client_ip` is formatted once per client connection, not per request.
+pub fn to_upstream(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    backend_authority: &HeaderValue,
+) {
     strip_hop_by_hop(headers);
-    let ip = client.ip().to_string();
     let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip,
+        Some(prior) => {
+            let ip = client_ip.to_str().unwrap_or_default();
+            HeaderValue::from_str(&format!("{prior}, {ip}")).ok()
+        }
+        None => Some(client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if let Some(v) = forwarded {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     if !headers.contains_key(header::HOST) {
         headers.insert(header::HOST, backend_authority.clone());
     }
+}
+
+/// The client's IP as a header value, for `X-Forwarded-For`.
+pub fn client_ip(client: SocketAddr) -> HeaderValue {
+    // An IP address's text form is always a valid header value.
+    HeaderValue::from_str(&client.ip().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -85,12 +99,20 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("example.org"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         let backend = HeaderValue::from_static("127.0.0.1:8081");
-        to_upstream(&mut h, "192.0.2.7:5555".parse().unwrap(), &backend);
+        to_upstream(
+            &mut h,
+            &client_ip("192.0.2.7:5555".parse().unwrap()),
+            &backend,
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h[header::HOST], "example.org");
         let mut bare = HeaderMap::new();
-        to_upstream(&mut bare, "192.0.2.7:5555".parse().unwrap(), &backend);
+        to_upstream(
+            &mut bare,
+            &client_ip("192.0.2.7:5555".parse().unwrap()),
+            &backend,
+        );
         assert_eq!(bare[header::HOST], "127.0.0.1:8081");
     }
 }

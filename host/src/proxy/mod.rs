@@ -65,7 +65,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let service = service_fn(move |req| handle(shared.clone(), client, req));
+        let client_ip = headers::client_ip(client);
+        let service = service_fn(move |req| handle(shared.clone(), client, client_ip.clone(), req));
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -118,6 +119,7 @@ impl RequestView for View<'_> {
 async fn handle(
     shared: Arc<Shared>,
     client: SocketAddr,
+    client_ip: http::HeaderValue,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let choice = shared
@@ -131,16 +133,18 @@ async fn handle(
             "no such backend\n".into(),
         ));
     };
-    // Origin-form towards the backend, whatever form the client used.
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    if let Ok(uri) = Uri::builder().path_and_query(path).build() {
-        *req.uri_mut() = uri;
+    // Origin-form towards the backend, whatever form the client used (most already do).
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        if let Ok(uri) = Uri::builder().path_and_query(path).build() {
+            *req.uri_mut() = uri;
+        }
     }
-    headers::to_upstream(req.headers_mut(), client, &up.authority);
+    headers::to_upstream(req.headers_mut(), &client_ip, &up.authority);
 
     let mut completion = Completion::new(shared.clone(), backend, choice.routed_by, choice.fault);
     match shared.upstreams.send(backend, req).await {
