@@ -172,8 +172,6 @@ bench: build
 # What the proxy costs: direct vs Switchyard vs nginx vs HAProxy against a zero-latency
 # backend, interleaved rounds, medians (env: ROUNDS, DURATION, CONNECTIONS).
 bench-overhead: build
-    @command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "installing nginx, haproxy"; apt-get install -y -qq nginx haproxy >/dev/null; }
-    @command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt-get install -y -qq haproxy >/dev/null
-    @command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
+    @[ -x /usr/sbin/nginx ] && [ -x /usr/sbin/haproxy ] && command -v bc >/dev/null || { echo "installing nginx, haproxy, bc (Debian)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy bc >/dev/null; }
     bash host/benches/overhead.sh
     cargo bench -p switchyard-runtime --bench policy_call -- --noplot 2>/dev/null | grep -E '^choose|time:'
