@@ -99,6 +99,21 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The two halves, to see where the time goes.
+    let component = rt.load(&dir.join("rr.wasm")).expect("rr.wasm");
+    let setup = Setup {
+        backends: backends(),
+        config: Vec::new(),
+        seed: 1,
+    };
+    let mut instance =
+        PolicyInstance::new(&component, &setup, Limits::default(), 0).expect("instance");
+    group.bench_function("instance/wasm-rr-choose-only", |b| {
+        b.iter(|| instance.choose(&NoRequest, 0).unwrap_or(0))
+    });
+    group.bench_function("instance/wasm-rr-observe-only", |b| {
+        b.iter(|| instance.observe(&obs(0, 0)))
+    });
     let builtin = Router::builtin_round_robin(backends(), RouterOptions::default());
     group.bench_function("router/native-rr", |b| {
         b.iter(|| {
