@@ -24,6 +24,9 @@ pub struct Running {
     pub log: Option<PathBuf>,
     /// Swaps policies: on file changes (unless --no-watch), SIGHUP, or the admin API.
     pub reloader: Reloader,
+    /// Where the admin listener (dashboard, /metrics, API) is bound; None when off.
+    pub admin_addr: Option<std::net::SocketAddr>,
+    admin: Option<crate::admin::AdminHandle>,
     telemetry: Arc<Telemetry>,
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -33,6 +36,10 @@ pub struct Running {
 impl Running {
     /// Stops accepting, lets requests in flight finish, flushes the log. Returns the totals.
     pub async fn shutdown(self) -> anyhow::Result<crate::telemetry::Totals> {
+        // First, so that it lets go of the telemetry before the log is flushed.
+        if let Some(admin) = self.admin {
+            admin.shutdown().await;
+        }
         let _ = self.stop.send(true);
         let _ = self.server.await;
         if let Some(console) = self.console {
@@ -49,6 +56,7 @@ impl Running {
 /// Validates `args`, loads the policy, binds the listener and starts serving on the
 /// current Tokio runtime.
 pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::Error> {
+    let admin_config = crate::admin::AdminConfig::from_args(args)?;
     let specs = if args.backends.is_empty() {
         BackendSpec::study()
     } else {
@@ -74,9 +82,16 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
     }
 
     let runtime = PolicyRuntime::new()?;
-    let component = runtime
-        .load(&args.policy)
-        .map_err(|e| BadInput(e.to_string()))?;
+    // The built-in round-robin is a benchmark baseline: no policy file is read.
+    let component = if args.builtin_rr {
+        None
+    } else {
+        Some(
+            runtime
+                .load(&args.policy)
+                .map_err(|e| BadInput(e.to_string()))?,
+        )
+    };
     let seed = args.seed.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -93,14 +108,17 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
         ..RouterOptions::default()
     };
     let epoch = Instant::now();
-    let router = Router::new(
-        component.clone(),
-        backends.clone(),
-        args.policy_args.clone(),
-        options,
-        0,
-    )
-    .map_err(|e| BadInput(e.to_string()))?;
+    let router = match &component {
+        Some(component) => Router::new(
+            component.clone(),
+            backends.clone(),
+            args.policy_args.clone(),
+            options,
+            0,
+        )
+        .map_err(|e| BadInput(e.to_string()))?,
+        None => Router::builtin_round_robin(backends.clone(), options),
+    };
 
     let listener = bind(args.listen)?;
     let addr = listener.local_addr()?;
@@ -134,7 +152,10 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
             listen: addr,
             policy_name: &shared.router.status().name,
             policy_file: &args.policy,
-            compile: component.compile_time(),
+            compile: component
+                .as_ref()
+                .map(|c| c.compile_time())
+                .unwrap_or_default(),
             backends: &ids,
             upstream: args.upstream.as_str(),
             timeout: args.timeout,
@@ -147,7 +168,7 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
         shared.router.clone(),
         args.policy.clone(),
         Arc::new(move || clock_shared.now_ns()),
-        !args.no_watch,
+        !args.no_watch && !args.builtin_rr,
     )
     .map_err(|e| {
         BadInput(format!(
@@ -155,6 +176,23 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
             args.policy.display()
         ))
     })?;
+    let admin = match admin_config {
+        Some(cfg) => {
+            let ctx = crate::admin::AdminContext {
+                shared: shared.clone(),
+                telemetry: telemetry.clone(),
+                reloader: reloader.clone(),
+                listen: addr,
+                policy_dir: args.policy.parent().map(PathBuf::from).unwrap_or_default(),
+            };
+            crate::admin::start(cfg, ctx).await?
+        }
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|a| a.addr());
+    if let (true, Some(a)) = (console, admin_addr) {
+        println!("  dashboard http://{a}/  (metrics /metrics, API /api/state)");
+    }
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(proxy::serve(
         listener,
@@ -171,6 +209,8 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
         addr,
         log,
         reloader,
+        admin_addr,
+        admin,
         telemetry,
         stop,
         server,

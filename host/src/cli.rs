@@ -26,6 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a policy in a deterministic discrete-event simulation (virtual time).
     Simulate(crate::sim::SimulateArgs),
+    /// Analyze request logs (a `just bench` folder, or CSV files): the study's tables,
+    /// charts and REPORT.md.
+    Analyze(crate::analyze::AnalyzeArgs),
 }
 
 /// Proxy flags (the default command).
@@ -55,6 +58,11 @@ pub struct ServeArgs {
     /// Do not reload the policy when its file changes (SIGHUP still reloads it).
     #[arg(long)]
     pub no_watch: bool,
+
+    /// Route with the host's native round-robin and no wasm policy at all: the baseline
+    /// that shows what the policy call costs (benchmarks). --policy is then ignored.
+    #[arg(long)]
+    pub builtin_rr: bool,
 
     /// CSV request log. Default: logs/<policy>_<upstream>_<UTC time>.csv
     #[arg(long, value_name = "FILE", conflicts_with = "no_log")]
@@ -91,6 +99,21 @@ pub struct ServeArgs {
     /// Memory cap for a policy instance, in MiB.
     #[arg(long, default_value_t = 32, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub policy_memory_mib: u32,
+
+    /// Admin listener: dashboard, /metrics, JSON API, policy switch. Default 127.0.0.1:5002
+    /// (if that port is taken, the proxy runs without it and says so). A non-loopback
+    /// address needs --admin-token.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_admin")]
+    pub admin: Option<SocketAddr>,
+
+    /// Do not start the admin listener.
+    #[arg(long)]
+    pub no_admin: bool,
+
+    /// Require this token on every admin request (Authorization: Bearer TOKEN, or
+    /// ?token=TOKEN in the browser). Default: $SWITCHYARD_ADMIN_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
 }
 
 /// A `--backend` value.

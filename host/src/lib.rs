@@ -7,7 +7,10 @@
 //! - [`telemetry`]: receives request events; CSV log, console summary, counters.
 //! - [`sim`]: the deterministic simulator, driving the same router in virtual time.
 //! - [`report`]: run statistics and the study's tables, shared by `analyze` and `simulate`.
-//! - [`app`] wires them together for the proxy command; [`console`] prints what it does.
+//! - [`app`] wires them together for the proxy command; [`console`] prints what it does;
+//!   [`admin`] serves the live dashboard, Prometheus metrics and the admin API.
+pub mod admin;
+pub mod analyze;
 pub mod app;
 pub mod cli;
 pub mod console;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Some(Command::Simulate(args)) => switchyard::sim::run(&args),
+        Some(Command::Analyze(args)) => switchyard::analyze::run(&args),
         None => serve(&cli.serve),
     };
     match result {

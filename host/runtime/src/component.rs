@@ -100,6 +100,12 @@ pub(crate) fn load_bytes(
     if bytes.is_empty() {
         return Err(LoadError::Empty(path));
     }
+    if bytes.len() < 8 && COMPONENT_HEADER.starts_with(bytes) {
+        return Err(LoadError::Invalid {
+            path,
+            reason: "the file ends inside the wasm header".into(),
+        });
+    }
     if bytes.len() < 8 || bytes[..4] != COMPONENT_HEADER[..4] {
         return Err(LoadError::NotWasm(path));
     }

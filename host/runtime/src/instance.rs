@@ -43,7 +43,6 @@ pub struct PolicyInstance {
     bindings: Bindings,
     info: PolicyInfo,
     backends: usize,
-    deadline_ticks: u64,
 }
 
 /// The epoch ticker's period; deadlines are whole ticks.
@@ -64,9 +63,13 @@ impl PolicyInstance {
             StoreState::new(component.label(), setup.seed, limits.memory_bytes),
         );
         store.limiter(|s| s.limiter());
-        let deadline_ticks = (limits.deadline.as_nanos() / TICK.as_nanos()).max(1) as u64;
+        // Checked in two windows of half the deadline each (see `sandbox::Deadline`).
+        let window_ticks = (limits.deadline.as_nanos() / TICK.as_nanos() / 2).max(1) as u64;
+        store.data_mut().set_deadline_window(window_ticks, TICK);
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_deadline()));
         // Instantiation and the first call may do one-time work; give them more room.
-        store.set_epoch_deadline(deadline_ticks.max(1000));
+        store.data_mut().arm_deadline();
+        store.set_epoch_deadline(window_ticks.max(500));
         let faulted = |stage: &'static str, e: wasmtime::Error| LoadError::Faulted {
             path: component.path().to_path_buf(),
             stage,
@@ -112,7 +115,6 @@ impl PolicyInstance {
                     .collect(),
             },
             backends: setup.backends.len(),
-            deadline_ticks,
         })
     }
 
@@ -122,7 +124,7 @@ impl PolicyInstance {
 
     pub fn choose(&mut self, req: &dyn RequestView, now_ns: u64) -> Result<usize, Fault> {
         let request = self.request(req, now_ns);
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.arm();
         let answer = self
             .bindings
             .switchyard_policy_policy()
@@ -153,7 +155,7 @@ impl PolicyInstance {
                 Outcome::Broken => WitOutcome::Broken,
             },
         };
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.arm();
         self.bindings
             .switchyard_policy_policy()
             .call_observe(&mut self.store, obs)
@@ -161,7 +163,7 @@ impl PolicyInstance {
     }
 
     pub fn scores(&mut self) -> Result<Vec<(usize, f64)>, Fault> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.arm();
         let scores = self
             .bindings
             .switchyard_policy_policy()
@@ -194,6 +196,12 @@ impl PolicyInstance {
                     .collect()
             }),
         }
+    }
+
+    /// Starts the CPU deadline for one call.
+    fn arm(&mut self) {
+        let ticks = self.store.data_mut().arm_deadline();
+        self.store.set_epoch_deadline(ticks);
     }
 
     fn fault(&mut self, e: wasmtime::Error) -> Fault {

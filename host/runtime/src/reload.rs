@@ -168,9 +168,12 @@ impl State {
         let started = Instant::now();
         let mut attempt = 0;
         let component = loop {
+            let before = stamp(path);
             match self.runtime.load(path) {
                 Ok(c) => break c,
-                Err(e) if e.may_be_partial() && attempt < retries => {
+                // Still being written: it may fail to parse in many ways, not only as
+                // "truncated", so any failure on a file that changed meanwhile is retried.
+                Err(e) if (e.may_be_partial() || stamp(path) != before) && attempt < retries => {
                     attempt += 1;
                     std::thread::sleep(RETRY_PAUSE);
                 }
@@ -206,6 +209,12 @@ impl State {
             }
         }
     }
+}
+
+/// Size and modification time, to tell whether a file changed while it was being loaded.
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
 }
 
 fn parent(path: &Path) -> PathBuf {

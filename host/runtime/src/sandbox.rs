@@ -26,11 +26,68 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::stderr::LogStream;
 
-/// Per-store data: the WASI context, the resource table and the memory limiter.
+/// Per-store data: the WASI context, the resource table, the memory limiter and the
+/// state of the CPU deadline.
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryCap,
+    deadline: Deadline,
+}
+
+/// The CPU deadline of one call, in windows of epoch ticks.
+///
+/// Epoch ticks measure wall time, and on a busy machine a thread can lose the CPU for
+/// milliseconds in the middle of a healthy call. So a deadline is checked in two halves:
+/// when a window of ticks ends, the thread's CPU time is noted; when the next one ends,
+/// the call is interrupted only if the thread was actually running for at least half of
+/// that window. A policy spinning in a loop is stopped at about the deadline; one that
+/// was merely descheduled is not. A hard cap of `MAX_WINDOWS` windows bounds the wall time.
+struct Deadline {
+    window_ticks: u64,
+    window: Duration,
+    cpu_mark: Option<Duration>,
+    windows: u32,
+}
+
+const MAX_WINDOWS: u32 = 20;
+
+impl Deadline {
+    fn on_expiry(&mut self) -> wasmtime::UpdateDeadline {
+        let cpu = thread_cpu_time();
+        self.windows += 1;
+        let busy = self
+            .cpu_mark
+            .is_some_and(|mark| cpu.saturating_sub(mark) >= self.window / 2);
+        if busy || self.windows >= MAX_WINDOWS {
+            return wasmtime::UpdateDeadline::Interrupt;
+        }
+        self.cpu_mark = Some(cpu);
+        wasmtime::UpdateDeadline::Continue(self.window_ticks)
+    }
+}
+
+/// CPU time this thread has used. Called only when a deadline window ends (rarely).
+#[cfg(unix)]
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux/BSD/macOS
+    // all support. On failure `ts` stays zero, which reads as "not busy" and only delays
+    // the interrupt to the wall-time cap.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+#[cfg(not(unix))]
+fn thread_cpu_time() -> Duration {
+    // No per-thread CPU clock: treat every window as busy (a plain wall-time deadline).
+    Duration::from_secs(u64::MAX / 4)
 }
 
 impl StoreState {
@@ -59,7 +116,31 @@ impl StoreState {
                 max_bytes: memory_bytes,
                 hit: false,
             },
+            deadline: Deadline {
+                window_ticks: 1,
+                window: Duration::ZERO,
+                cpu_mark: None,
+                windows: 0,
+            },
         }
+    }
+
+    /// Sets the deadline's window (half the per-call deadline, in ticks of `tick`).
+    pub fn set_deadline_window(&mut self, window_ticks: u64, tick: Duration) {
+        self.deadline.window_ticks = window_ticks;
+        self.deadline.window = tick * window_ticks as u32;
+    }
+
+    /// Starts a new call's deadline; returns the ticks until its first check.
+    pub fn arm_deadline(&mut self) -> u64 {
+        self.deadline.cpu_mark = None;
+        self.deadline.windows = 0;
+        self.deadline.window_ticks
+    }
+
+    /// For `Store::epoch_deadline_callback`.
+    pub fn on_deadline(&mut self) -> wasmtime::UpdateDeadline {
+        self.deadline.on_expiry()
     }
 
     pub fn limiter(&mut self) -> &mut dyn ResourceLimiter {

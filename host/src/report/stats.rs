@@ -18,7 +18,8 @@ pub struct RunStats {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// Requests that got a 5xx or no response (see [`Record::is_error`]).
+    /// Requests that got a 5xx or no response (see [`Record::is_error`]), or whatever the
+    /// caller of [`RunStats::compute_with`] counted.
     pub errors: u64,
     /// `errors / requests`, 0 for an empty run.
     pub error_rate: f64,
@@ -65,10 +66,29 @@ impl RunStats {
         backends: &[String],
         duration_s: Option<f64>,
     ) -> RunStats {
+        Self::compute_with(label, records, backends, duration_s, |_, r| r.is_error())
+    }
+
+    /// [`RunStats::compute`] with the caller's definition of an error, given the record's
+    /// index and the record. A proxy log knows more than a [`Record`] holds: its `outcome`
+    /// column marks a backend connection that broke after a 200 as an error, which the
+    /// status alone cannot tell, so `analyze` decides per row.
+    pub fn compute_with(
+        label: &str,
+        records: &[Record],
+        backends: &[String],
+        duration_s: Option<f64>,
+        is_error: impl Fn(usize, &Record) -> bool,
+    ) -> RunStats {
         let requests = records.len() as u64;
         let mut latencies: Vec<f64> = records.iter().map(|r| r.latency_ms).collect();
         latencies.sort_by(f64::total_cmp);
-        let errors = records.iter().filter(|r| r.is_error()).count() as u64;
+        let failed: Vec<bool> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| is_error(i, r))
+            .collect();
+        let errors = failed.iter().filter(|&&f| f).count() as u64;
 
         let duration_s = duration_s.unwrap_or_else(|| span_ms(records) / 1000.0);
         let req_per_s = if duration_s > 0.0 {
@@ -80,10 +100,10 @@ impl RunStats {
         // BTreeMaps, not HashMaps: iteration order must not depend on a random hasher.
         let mut by_backend: BTreeMap<&str, (Vec<f64>, u64)> = BTreeMap::new();
         let mut modes: BTreeMap<&str, u64> = BTreeMap::new();
-        for r in records {
+        for (r, &failed) in records.iter().zip(&failed) {
             let entry = by_backend.entry(r.backend.as_str()).or_default();
             entry.0.push(r.latency_ms);
-            entry.1 += u64::from(r.is_error());
+            entry.1 += u64::from(failed);
             *modes.entry(r.routing_mode.as_str()).or_default() += 1;
         }
         let mut names: Vec<String> = backends.to_vec();

@@ -138,7 +138,7 @@ impl Telemetry {
                         }
                     }
                     // Publish the second that just ended even when no traffic came.
-                    lock(&shared).roll(unix_secs(SystemTime::now()));
+                    lock(&shared).roll(settled_second());
                     if finished || last_flush.elapsed() >= Duration::from_secs(1) {
                         if let Some(log) = log.as_mut() {
                             log.flush()?;
@@ -166,7 +166,7 @@ impl Telemetry {
     /// Completed seconds after unix second `after`, oldest first (at most ten minutes).
     pub fn seconds_after(&self, after: u64) -> Vec<Second> {
         let mut live = lock(&self.live);
-        live.roll(unix_secs(SystemTime::now()));
+        live.roll(settled_second());
         live.seconds_after(after)
     }
 
@@ -183,11 +183,7 @@ impl Telemetry {
     /// are dropped, so call it once no request is in flight.
     pub fn finish(&self) -> anyhow::Result<Totals> {
         let _ = self.tx.send(Msg::Finish);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = thread {
             match thread.join() {
                 Ok(result) => result.context("writing the request log")?,
@@ -196,6 +192,12 @@ impl Telemetry {
         }
         Ok(self.totals())
     }
+}
+
+/// The current second, as far as closing seconds goes: a second is closed only once events
+/// still in the channel (drained every `DRAIN_EVERY`) can no longer belong to it.
+fn settled_second() -> u64 {
+    unix_secs(SystemTime::now() - DRAIN_EVERY * 5)
 }
 
 fn lock(m: &Mutex<stats::Live>) -> std::sync::MutexGuard<'_, stats::Live> {

@@ -54,6 +54,10 @@ pub fn temp_csv(name: &str) -> PathBuf {
 /// Starts the proxy in-process with `args` (plus an ephemeral listen port).
 pub async fn proxy(args: &[&str]) -> Running {
     let mut argv = vec!["switchyard", "--listen", "127.0.0.1:0", "--seed", "7"];
+    // Tests never take the default admin port; those that test it pass --admin.
+    if !args.contains(&"--admin") {
+        argv.push("--no-admin");
+    }
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).expect("valid test arguments");
     switchyard::app::start(&cli.serve, false)

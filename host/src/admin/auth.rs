@@ -1,0 +1,214 @@
+//! Who may use the admin port. The API can switch the routing policy, so:
+//! - without a token it binds loopback only, and only answers requests whose Host is a
+//!   loopback name (so a web page on another site cannot reach it by DNS rebinding);
+//! - with a token, every request must carry it, as `Authorization: Bearer TOKEN` (curl,
+//!   Prometheus) or `?token=TOKEN` (the browser: EventSource cannot set headers).
+use std::net::{IpAddr, SocketAddr};
+
+use http::{header, Request, Response, StatusCode};
+
+use super::body::AdminBody;
+use crate::app::BadInput;
+
+/// The environment variable read when `--admin-token` is not given.
+pub const TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
+
+/// `--admin-token`, else the environment variable; an empty token is a mistake, not "none".
+pub fn resolve_token(flag: Option<&str>, env: Option<&str>) -> Result<Option<String>, BadInput> {
+    match flag.or(env) {
+        None => Ok(None),
+        Some(t) if t.trim().is_empty() => Err(BadInput(format!(
+            "the admin token is empty: pass --admin-token TOKEN (or set {TOKEN_ENV}) with a non-empty value"
+        ))),
+        Some(t) if t.chars().any(|c| c.is_control() || c == ' ') => Err(BadInput(
+            "the admin token must not contain spaces or control characters".into(),
+        )),
+        Some(t) => Ok(Some(t.to_string())),
+    }
+}
+
+/// Refuses to expose the admin API beyond this machine without a token.
+pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), BadInput> {
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(BadInput(format!(
+            "--admin {addr} is reachable from other machines: set a token with --admin-token TOKEN \
+             (or {TOKEN_ENV}), or listen on loopback, e.g. --admin 127.0.0.1:5002"
+        )));
+    }
+    Ok(())
+}
+
+pub struct Auth {
+    token: Option<String>,
+}
+
+impl Auth {
+    pub fn new(token: Option<String>) -> Self {
+        Auth { token }
+    }
+
+    /// The refusal to send back, if `req` may not use the admin port.
+    pub fn refusal<B>(&self, req: &Request<B>) -> Option<Response<AdminBody>> {
+        match &self.token {
+            Some(token) => {
+                let bearer = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(|v| v.trim().to_string());
+                let query = req.uri().query().and_then(|q| query_param(q, "token"));
+                let ok = [bearer, query]
+                    .iter()
+                    .flatten()
+                    .any(|given| same(given.as_bytes(), token.as_bytes()));
+                if ok {
+                    None
+                } else {
+                    let mut resp = super::text(
+                        StatusCode::UNAUTHORIZED,
+                        "admin token required: send `Authorization: Bearer TOKEN`, or open the \
+                         dashboard as /?token=TOKEN\n",
+                    );
+                    resp.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Bearer realm=\"switchyard-admin\""),
+                    );
+                    Some(resp)
+                }
+            }
+            None => {
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if host.is_empty() || host_is_loopback(host) {
+                    None
+                } else {
+                    Some(super::text(
+                        StatusCode::FORBIDDEN,
+                        "the admin port answers only requests for a loopback host \
+                         (127.0.0.1, localhost) unless --admin-token is set\n",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `localhost`, `127.x.y.z`, `[::1]`, with or without a port.
+fn host_is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The percent-decoded value of `name` in a query string (`+` is a space, as browsers
+/// encode forms and `URLSearchParams`).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, auth: Option<&str>, host: &str) -> Request<()> {
+        let mut b = Request::builder().uri(uri).header("host", host);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn token_by_header_or_query() {
+        let auth = Auth::new(Some("s3cret/+x".into()));
+        let h = "127.0.0.1:5002";
+        assert!(auth.refusal(&req("/", None, h)).is_some());
+        assert!(auth.refusal(&req("/", Some("Bearer nope"), h)).is_some());
+        assert!(auth
+            .refusal(&req("/", Some("Bearer s3cret/+x"), h))
+            .is_none());
+        assert!(auth
+            .refusal(&req("/?token=s3cret%2F%2Bx", None, h))
+            .is_none());
+        assert!(auth.refusal(&req("/?a=1&token=s3cret", None, h)).is_some());
+        // With a token, any Host is fine (it may be behind a name).
+        assert!(auth
+            .refusal(&req("/", Some("Bearer s3cret/+x"), "dash.example"))
+            .is_none());
+    }
+
+    #[test]
+    fn without_token_only_loopback_hosts() {
+        let auth = Auth::new(None);
+        for ok in [
+            "127.0.0.1:5002",
+            "localhost:5002",
+            "[::1]:5002",
+            "LOCALHOST",
+        ] {
+            assert!(auth.refusal(&req("/", None, ok)).is_none(), "{ok}");
+        }
+        for bad in ["evil.example:5002", "10.0.0.1:5002", "[fe80::1]:80"] {
+            assert!(auth.refusal(&req("/", None, bad)).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bind_and_token_rules() {
+        assert!(check_bind("127.0.0.1:5002".parse().unwrap(), None).is_ok());
+        assert!(check_bind("[::1]:5002".parse().unwrap(), None).is_ok());
+        assert!(check_bind("0.0.0.0:5002".parse().unwrap(), None).is_err());
+        assert!(check_bind("0.0.0.0:5002".parse().unwrap(), Some("t")).is_ok());
+        assert!(resolve_token(Some(""), None).is_err());
+        assert_eq!(
+            resolve_token(None, Some("e")).unwrap().as_deref(),
+            Some("e")
+        );
+        assert_eq!(
+            resolve_token(Some("f"), Some("e")).unwrap().as_deref(),
+            Some("f")
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! `/api/state`: what the proxy is doing now, as JSON. The same structure heads every
+//! event-stream update, so the page and curl see one vocabulary.
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+use serde::Serialize;
+use switchyard_runtime::{FaultKind, Scores, FALLBACK_NAME};
+
+use super::body::AdminBody;
+use super::Ctx;
+use crate::telemetry::Totals;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    pub version: &'static str,
+    /// The proxy's client-facing address.
+    pub listen: String,
+    pub admin: String,
+    /// "persistent" or "non-persistent".
+    pub upstream: &'static str,
+    pub backends: Vec<BackendState>,
+    pub policy: PolicyState,
+    pub totals: TotalsState,
+    pub counters: CounterState,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendState {
+    pub id: String,
+    pub url: String,
+    pub weight: Option<u32>,
+    pub requests: u64,
+    pub errors: u64,
+    /// Share of all requests since start, 0..1.
+    pub share: f64,
+    pub mean_ms: f64,
+    pub connections: ConnState,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ConnState {
+    pub opened: u64,
+    pub reused: u64,
+    pub failed_connects: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyState {
+    /// The policy's own name: the CSV `routing_mode` of the requests it routes.
+    pub name: String,
+    /// What requests are routed by right now: `name`, or the host's round-robin while the
+    /// policy is disabled or its instance is being replaced.
+    pub routing_mode: String,
+    pub file: String,
+    pub generation: u64,
+    /// Unix seconds.
+    pub loaded_at: f64,
+    pub disabled: bool,
+    pub live: bool,
+    pub scores: Option<ScoresState>,
+}
+
+/// The policy's per-backend scores, e.g. EWMA latency in ms.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoresState {
+    pub label: String,
+    /// One entry per backend, in backend order; `None` where the policy has no score yet.
+    pub values: Vec<Option<f64>>,
+}
+
+impl ScoresState {
+    pub fn new(s: Scores, backends: usize) -> Self {
+        let mut values = vec![None; backends];
+        for (i, v) in s.values {
+            if let Some(slot) = values.get_mut(i) {
+                *slot = Some(v).filter(|v| v.is_finite());
+            }
+        }
+        ScoresState {
+            label: s.label,
+            values,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TotalsState {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub faults: u64,
+    pub reused: u64,
+    pub mean_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CounterState {
+    pub choose_calls: u64,
+    pub observe_calls: u64,
+    /// Mean time of one policy call, microseconds.
+    pub mean_call_us: f64,
+    pub fallback_routed: u64,
+    /// Count by fault kind (every kind present).
+    pub faults: BTreeMap<&'static str, u64>,
+    pub swaps: u64,
+    pub failed_swaps: u64,
+    pub rebuilds: u64,
+    pub breaker_trips: u64,
+}
+
+pub fn unix_f64(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Finite or zero: JSON has no NaN.
+fn finite(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
+    }
+}
+
+/// Builds the state. `scores` is passed in so the sampler calls the policy once per tick.
+pub fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> State {
+    let shared = &ctx.app.shared;
+    let router = &shared.router;
+    let backends = router
+        .backends()
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let requests = totals.per_backend.get(i).copied().unwrap_or(0);
+            let latency = totals.per_backend_latency.get(i);
+            let connections = shared
+                .upstreams
+                .get(i)
+                .map(|u| ConnState {
+                    opened: u.stats.opened.load(Ordering::Relaxed),
+                    reused: u.stats.reused.load(Ordering::Relaxed),
+                    failed_connects: u.stats.failed_connects.load(Ordering::Relaxed),
+                })
+                .unwrap_or_default();
+            BackendState {
+                id: b.id.clone(),
+                url: b.url.clone(),
+                weight: b.weight,
+                requests,
+                errors: totals.per_backend_errors.get(i).copied().unwrap_or(0),
+                share: finite(requests as f64 / totals.requests.max(1) as f64),
+                mean_ms: latency.map_or(0.0, |l| {
+                    finite(l.sum_ns as f64 / 1e6 / l.count().max(1) as f64)
+                }),
+                connections,
+            }
+        })
+        .collect();
+    let status = router.status();
+    let routing_mode = if status.live && !status.disabled {
+        status.name.to_string()
+    } else {
+        FALLBACK_NAME.to_string()
+    };
+    let c = router.counters();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let calls = load(&c.choose_calls) + load(&c.observe_calls);
+    State {
+        version: env!("CARGO_PKG_VERSION"),
+        listen: ctx.app.listen.to_string(),
+        admin: ctx.addr.to_string(),
+        upstream: shared.upstreams.mode().as_str(),
+        backends,
+        policy: PolicyState {
+            name: status.name.to_string(),
+            routing_mode,
+            file: status.file.display().to_string(),
+            generation: status.generation,
+            loaded_at: unix_f64(status.loaded_at),
+            disabled: status.disabled,
+            live: status.live,
+            scores,
+        },
+        totals: TotalsState {
+            requests: totals.requests,
+            errors: totals.errors,
+            error_rate: finite(totals.errors as f64 / totals.requests.max(1) as f64),
+            faults: totals.faults,
+            reused: totals.reused,
+            mean_ms: finite(totals.mean_ms()),
+            p95_ms: finite(totals.quantile_ms(0.95)),
+            p99_ms: finite(totals.quantile_ms(0.99)),
+            max_ms: finite(totals.max_ms()),
+        },
+        counters: CounterState {
+            choose_calls: load(&c.choose_calls),
+            observe_calls: load(&c.observe_calls),
+            mean_call_us: finite(load(&c.call_ns) as f64 / 1e3 / calls.max(1) as f64),
+            fallback_routed: load(&c.fallback_routed),
+            faults: FaultKind::ALL
+                .iter()
+                .map(|&k| (k.as_str(), c.fault_count(k)))
+                .collect(),
+            swaps: load(&c.swaps),
+            failed_swaps: load(&c.failed_swaps),
+            rebuilds: load(&c.rebuilds),
+            breaker_trips: load(&c.breaker_trips),
+        },
+    }
+}
+
+/// The policy's scores now (one `scores` call into the policy, off the request path).
+pub fn current_scores(ctx: &Ctx) -> Option<ScoresState> {
+    let shared = &ctx.app.shared;
+    shared
+        .router
+        .scores(shared.now_ns())
+        .map(|s| ScoresState::new(s, shared.router.backends().len()))
+}
+
+pub fn response(ctx: &Ctx) -> http::Response<AdminBody> {
+    let totals = ctx.app.telemetry.totals();
+    let state = build(ctx, &totals, current_scores(ctx));
+    super::json(StatusCode::OK, &state)
+}
