@@ -46,12 +46,7 @@ pub fn print_banner(b: &Banner<'_>) {
 
 /// One line summarising the last second.
 pub fn summary_line(shared: &Shared, w: &Second, elapsed: Duration) -> String {
-    let ids: Vec<&str> = shared
-        .router
-        .backends()
-        .iter()
-        .map(|b| b.id.as_str())
-        .collect();
+    let ids = shared.backend_ids();
     let mut line = format!(
         "[{:>5.0}s] {:>6} req/s  mean {:>7.1} ms  p95 {:>7.1} ms",
         elapsed.as_secs_f64(),
@@ -110,12 +105,7 @@ pub async fn run(shared: std::sync::Arc<Shared>, telemetry: std::sync::Arc<Telem
 
 /// Totals printed at exit.
 pub fn print_totals(shared: &Shared, total: &Totals, logged: Option<&std::path::Path>) {
-    let ids: Vec<&str> = shared
-        .router
-        .backends()
-        .iter()
-        .map(|b| b.id.as_str())
-        .collect();
+    let ids = shared.backend_ids();
     let mut line = format!(
         "total: {} requests, {} errors, mean {:.1} ms, p95 {:.1} ms",
         total.requests,

@@ -80,12 +80,7 @@ fn le(upper: f64) -> String {
 pub fn render(ctx: &Ctx) -> String {
     let shared = &ctx.app.shared;
     let totals = ctx.app.telemetry.totals();
-    let ids: Vec<&str> = shared
-        .router
-        .backends()
-        .iter()
-        .map(|b| b.id.as_str())
-        .collect();
+    let ids = shared.backend_ids();
     let mut out = String::with_capacity(8192);
 
     let name = "switchyard_requests_total";

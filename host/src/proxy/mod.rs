@@ -36,6 +36,15 @@ impl Shared {
     pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
+
+    /// Backend ids, indexed like events and upstreams.
+    pub fn backend_ids(&self) -> Vec<&str> {
+        self.router
+            .backends()
+            .iter()
+            .map(|b| b.id.as_str())
+            .collect()
+    }
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to `grace` for

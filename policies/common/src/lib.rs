@@ -131,6 +131,30 @@ impl Probes {
     }
 }
 
+/// The study's adaptive choice, shared by sma and ewma: each unmeasured backend gets one
+/// probe, then the lowest score wins; while every probe is still in flight (no score yet),
+/// requests are spread round-robin with `rr`.
+pub fn choose_lowest(probes: &mut Probes, scores: &[Option<f64>], rr: &mut usize) -> usize {
+    if let Some(i) = probes.next_probe() {
+        return i;
+    }
+    match lowest(scores.iter().copied()) {
+        Some(i) => i,
+        None => {
+            *rr = rr.wrapping_add(1);
+            *rr % scores.len().max(1)
+        }
+    }
+}
+
+/// The measured scores as (backend index, value), for a policy's `scores()`.
+pub fn measured(scores: &[Option<f64>]) -> impl Iterator<Item = (u32, f64)> + '_ {
+    scores
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|v| (i as u32, v)))
+}
+
 /// The lowest-scoring measured backend; ties go to the lower index (as the study's `min`).
 pub fn lowest(scores: impl Iterator<Item = Option<f64>>) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;

@@ -51,18 +51,7 @@ impl Guest for Ewma {
     }
 
     fn choose(_request: Request) -> u32 {
-        STATE.with_borrow_mut(|s| {
-            if let Some(i) = s.probes.next_probe() {
-                return i as u32;
-            }
-            match common::lowest(s.ewma.iter().copied()) {
-                Some(i) => i as u32,
-                None => {
-                    s.rr = s.rr.wrapping_add(1);
-                    (s.rr % s.ewma.len().max(1)) as u32
-                }
-            }
-        })
+        STATE.with_borrow_mut(|s| common::choose_lowest(&mut s.probes, &s.ewma, &mut s.rr) as u32)
     }
 
     fn observe(o: Observation) {
@@ -86,15 +75,8 @@ impl Guest for Ewma {
 
     fn scores() -> Vec<Score> {
         STATE.with_borrow(|s| {
-            s.ewma
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    m.map(|value| Score {
-                        backend: i as u32,
-                        value,
-                    })
-                })
+            common::measured(&s.ewma)
+                .map(|(backend, value)| Score { backend, value })
                 .collect()
         })
     }

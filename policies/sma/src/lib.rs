@@ -54,19 +54,7 @@ impl Guest for Sma {
     }
 
     fn choose(_request: Request) -> u32 {
-        STATE.with_borrow_mut(|s| {
-            if let Some(i) = s.probes.next_probe() {
-                return i as u32;
-            }
-            match common::lowest(s.means.iter().copied()) {
-                Some(i) => i as u32,
-                None => {
-                    // Every probe is still in flight: spread the wait.
-                    s.rr = s.rr.wrapping_add(1);
-                    (s.rr % s.means.len().max(1)) as u32
-                }
-            }
-        })
+        STATE.with_borrow_mut(|s| common::choose_lowest(&mut s.probes, &s.means, &mut s.rr) as u32)
     }
 
     fn observe(o: Observation) {
@@ -89,15 +77,8 @@ impl Guest for Sma {
 
     fn scores() -> Vec<Score> {
         STATE.with_borrow(|s| {
-            s.means
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    m.map(|value| Score {
-                        backend: i as u32,
-                        value,
-                    })
-                })
+            common::measured(&s.means)
+                .map(|(backend, value)| Score { backend, value })
                 .collect()
         })
     }
