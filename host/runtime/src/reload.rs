@@ -15,7 +15,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use crate::{PolicyRuntime, Router, SwapReport};
 
 /// Quiet time after the last file event before loading.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Retries, and the pause between them, for errors a half-written file causes.
 const PARTIAL_RETRIES: u32 = 5;
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
