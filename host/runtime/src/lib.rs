@@ -20,7 +20,7 @@ pub use instance::{Fault, PolicyInfo, PolicyInstance, Setup};
 pub use reload::{Clock, Reloader};
 pub use router::{
     Choice, Counters, PolicyStatus, Rebuild, Router, RouterOptions, SwapReport, BUILTIN_NAME,
-    FALLBACK_NAME,
+    FALLBACK_NAME, TIMING_SAMPLE,
 };
 pub use types::{Backend, FaultKind, Limits, NoRequest, Observation, Outcome, RequestView, Scores};
 

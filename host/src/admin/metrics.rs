@@ -182,7 +182,7 @@ pub fn render(ctx: &Ctx) -> String {
         &mut out,
         name,
         "summary",
-        "Time spent in policy choose and observe calls.",
+        "Time spent in policy choose and observe calls (one call in 16 is timed).",
     )
     .sample(
         "switchyard_policy_call_duration_seconds_sum",
@@ -192,7 +192,7 @@ pub fn render(ctx: &Ctx) -> String {
     .sample(
         "switchyard_policy_call_duration_seconds_count",
         &[],
-        load(&c.choose_calls) + load(&c.observe_calls),
+        load(&c.timed_calls),
     );
 
     let name = "switchyard_policy_faults_total";

@@ -170,7 +170,6 @@ pub fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> State {
     };
     let c = router.counters();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let calls = load(&c.choose_calls) + load(&c.observe_calls);
     State {
         version: env!("CARGO_PKG_VERSION"),
         listen: ctx.app.listen.to_string(),
@@ -201,7 +200,9 @@ pub fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> State {
         counters: CounterState {
             choose_calls: load(&c.choose_calls),
             observe_calls: load(&c.observe_calls),
-            mean_call_us: finite(load(&c.call_ns) as f64 / 1e3 / calls.max(1) as f64),
+            mean_call_us: finite(
+                load(&c.call_ns) as f64 / 1e3 / load(&c.timed_calls).max(1) as f64,
+            ),
             fallback_routed: load(&c.fallback_routed),
             faults: FaultKind::ALL
                 .iter()
