@@ -243,7 +243,10 @@ impl Router {
         let c = &self.inner.counters;
         let mut st = self.inner.lock();
         if let Some(instance) = st.active.instance.as_mut() {
-            let timed = c.choose_calls.fetch_add(1, Ordering::Relaxed) % TIMING_SAMPLE == 0;
+            let timed = c
+                .choose_calls
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(TIMING_SAMPLE);
             let started = timed.then(Instant::now);
             let answer = instance.choose(req, now_ns);
             c.record_timing(started);
@@ -275,7 +278,10 @@ impl Router {
         let mut st = self.inner.lock();
         st.record(o, self.inner.options.replay);
         if let Some(instance) = st.active.instance.as_mut() {
-            let timed = c.observe_calls.fetch_add(1, Ordering::Relaxed) % TIMING_SAMPLE == 0;
+            let timed = c
+                .observe_calls
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(TIMING_SAMPLE);
             let started = timed.then(Instant::now);
             let result = instance.observe(&o);
             c.record_timing(started);
