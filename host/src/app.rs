@@ -191,7 +191,7 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
     };
     let admin_addr = admin.as_ref().map(|a| a.addr());
     if let (true, Some(a)) = (console, admin_addr) {
-        println!("  dashboard http://{a}/  (metrics /metrics, API /api/state)");
+        crate::say!("  dashboard http://{a}/  (metrics /metrics, API /api/state)");
     }
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(proxy::serve(

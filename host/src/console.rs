@@ -6,6 +6,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::proxy::Shared;
+
+/// `println!` that never panics: a closed stdout (piped into `head`, or a supervisor that
+/// stopped reading) must not take the proxy down with it.
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 use crate::telemetry::{Second, Telemetry, Totals};
 
 pub struct Banner<'a> {
@@ -20,12 +30,12 @@ pub struct Banner<'a> {
 }
 
 pub fn print_banner(b: &Banner<'_>) {
-    println!(
+    crate::say!(
         "switchyard {} listening on http://{}",
         env!("CARGO_PKG_VERSION"),
         b.listen
     );
-    println!(
+    crate::say!(
         "  policy    {} ({}, compiled in {} ms)",
         b.policy_name,
         b.policy_file.display(),
@@ -36,11 +46,11 @@ pub fn print_banner(b: &Banner<'_>) {
         .iter()
         .map(|(id, url)| format!("{id} {url}"))
         .collect();
-    println!("  backends  {}", list.join(", "));
-    println!("  upstream  {}, timeout {:?}", b.upstream, b.timeout);
+    crate::say!("  backends  {}", list.join(", "));
+    crate::say!("  upstream  {}, timeout {:?}", b.upstream, b.timeout);
     match b.log {
-        Some(p) => println!("  log       {}", p.display()),
-        None => println!("  log       off"),
+        Some(p) => crate::say!("  log       {}", p.display()),
+        None => crate::say!("  log       off"),
     }
 }
 
@@ -97,7 +107,7 @@ pub async fn run(shared: std::sync::Arc<Shared>, telemetry: std::sync::Arc<Telem
         for w in telemetry.seconds_after(printed) {
             printed = w.unix;
             if w.requests > 0 {
-                println!("{}", summary_line(&shared, &w, shared.epoch.elapsed()));
+                crate::say!("{}", summary_line(&shared, &w, shared.epoch.elapsed()));
             }
         }
     }
@@ -122,11 +132,11 @@ pub fn print_totals(shared: &Shared, total: &Totals, logged: Option<&std::path::
             up.stats.reused.load(Ordering::Relaxed)
         );
     }
-    println!("{line}");
+    crate::say!("{line}");
     let c = shared.router.counters();
     let faults: u64 = c.faults.iter().map(|f| f.load(Ordering::Relaxed)).sum();
     if faults > 0 || c.swaps.load(Ordering::Relaxed) > 0 {
-        println!(
+        crate::say!(
             "policy: {} faults, {} swaps, {} failed swaps",
             faults,
             c.swaps.load(Ordering::Relaxed),
@@ -134,6 +144,6 @@ pub fn print_totals(shared: &Shared, total: &Totals, logged: Option<&std::path::
         );
     }
     if let Some(p) = logged {
-        println!("log: {} rows in {}", total.requests, p.display());
+        crate::say!("log: {} rows in {}", total.requests, p.display());
     }
 }

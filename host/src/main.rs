@@ -58,8 +58,12 @@ fn serve(args: &switchyard::cli::ServeArgs) -> anyhow::Result<()> {
     }
     let rt = builder.enable_all().build()?;
     rt.block_on(async {
+        // Registered before start-up so that an early SIGHUP reloads rather than kills.
+        #[cfg(unix)]
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let running = app::start(args, true).await?;
-        spawn_sighup_reload(running.reloader.clone());
+        #[cfg(unix)]
+        spawn_sighup_reload(hup, running.reloader.clone());
         wait_for_signal().await;
         eprintln!("stopping: letting requests in flight finish, flushing the log");
         let shared = running.shared.clone();
@@ -71,15 +75,19 @@ fn serve(args: &switchyard::cli::ServeArgs) -> anyhow::Result<()> {
 }
 
 /// SIGHUP reloads the policy file, as with most daemons.
-fn spawn_sighup_reload(reloader: switchyard_runtime::Reloader) {
-    #[cfg(unix)]
+#[cfg(unix)]
+fn spawn_sighup_reload(
+    hup: Option<tokio::signal::unix::Signal>,
+    reloader: switchyard_runtime::Reloader,
+) {
+    let Some(mut hup) = hup else {
+        tracing::warn!("cannot listen for SIGHUP; the policy still reloads when its file changes");
+        return;
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut hup) = signal(SignalKind::hangup()) {
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the policy");
-                reloader.trigger();
-            }
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the policy");
+            reloader.trigger();
         }
     });
 }

@@ -280,3 +280,67 @@ async fn warm_started_ewma_avoids_the_slow_backend_from_its_first_request() {
         }
     }
 }
+
+/// SIGHUP reloads the policy file even when file watching is off.
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_the_policy() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = policy_dir("sighup");
+    let watched = dir.join("policy.wasm");
+    std::fs::copy(policy("rr.wasm"), &watched).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-admin",
+            "--no-log",
+            "--no-watch",
+            "--policy",
+        ])
+        .arg(&watched)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    // Wait for the banner: the proxy is up.
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    assert!(banner.contains("listening on"), "{banner}");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::fs::copy(policy("ewma.wasm"), &watched).unwrap();
+    // Watching is off: nothing happens until the signal.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(rx.try_iter().all(|l| !l.contains("policy swap")));
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let swapped = loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line.contains("policy swap: round-robin -> adaptive_ewma") => break true,
+            _ if Instant::now() > deadline => break false,
+            _ => {}
+        }
+    };
+    signal("-TERM");
+    let status = child.wait().unwrap();
+    assert!(swapped, "no swap logged after SIGHUP");
+    assert!(status.success(), "exits cleanly on SIGTERM: {status}");
+}

@@ -119,7 +119,7 @@ impl Telemetry {
                                     log.write(&e)?;
                                 }
                                 if verbose {
-                                    println!(
+                                    crate::say!(
                                         "{} {} {:.3}ms {} {}",
                                         ids.get(e.backend).map(String::as_str).unwrap_or("?"),
                                         e.status,
