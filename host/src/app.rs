@@ -148,10 +148,11 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
         epoch,
     });
     if console {
+        let status = shared.router.status();
         crate::console::print_banner(&crate::console::Banner {
             listen: addr,
-            policy_name: &shared.router.status().name,
-            policy_file: &args.policy,
+            policy_name: &status.name,
+            policy_file: &status.file,
             compile: component
                 .as_ref()
                 .map(|c| c.compile_time())
