@@ -37,8 +37,11 @@ run policy="ewma" upstream="persistent" *args="": build
     set -euo pipefail
     ./target/release/backend --all &
     backends=$!
-    trap 'kill $backends 2>/dev/null; wait $backends 2>/dev/null' EXIT
-    ./target/release/switchyard --policy policies/{{ policy }}.wasm --upstream {{ upstream }} {{ args }}
+    trap 'kill $backends 2>/dev/null || true; wait $backends 2>/dev/null || true' EXIT
+    # Ctrl+C reaches both; the proxy drains and flushes its log, then exits 0.
+    status=0
+    ./target/release/switchyard --policy policies/{{ policy }}.wasm --upstream {{ upstream }} {{ args }} || status=$?
+    exit $status
 
 # The main job: the study's backends, the proxy with the ewma policy, and the dashboard.
 demo: (run "ewma" "persistent")
