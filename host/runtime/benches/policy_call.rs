@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use switchyard_runtime::{
-    Backend, Limits, NoRequest, Observation, Outcome, PolicyInstance, PolicyRuntime, Router,
-    RouterOptions, Setup,
+    Backend, Limits, NoRequest, Observation, Outcome, PolicyComponent, PolicyInstance,
+    PolicyRuntime, Router, RouterOptions, Setup,
 };
 
 fn backends() -> Vec<Backend> {
@@ -22,6 +22,16 @@ fn backends() -> Vec<Backend> {
             weight: None,
         })
         .collect()
+}
+
+/// A bare instance of `component`, configured for three backends.
+fn instance(component: &PolicyComponent) -> PolicyInstance {
+    let setup = Setup {
+        backends: backends(),
+        config: Vec::new(),
+        seed: 1,
+    };
+    PolicyInstance::new(component, &setup, Limits::default(), 0).expect("instance")
 }
 
 fn obs(backend: usize, t: u64) -> Observation {
@@ -84,13 +94,7 @@ fn bench(c: &mut Criterion) {
                 router.observe(obs(c.backend, t));
             })
         });
-        let setup = Setup {
-            backends: backends(),
-            config: Vec::new(),
-            seed: 1,
-        };
-        let mut instance =
-            PolicyInstance::new(&component, &setup, Limits::default(), 0).expect("instance");
+        let mut instance = instance(&component);
         group.bench_function(format!("instance/wasm-{name}"), |b| {
             b.iter(|| {
                 t += 1000;
@@ -101,13 +105,7 @@ fn bench(c: &mut Criterion) {
     }
     // The two halves, to see where the time goes.
     let component = rt.load(&dir.join("rr.wasm")).expect("rr.wasm");
-    let setup = Setup {
-        backends: backends(),
-        config: Vec::new(),
-        seed: 1,
-    };
-    let mut instance =
-        PolicyInstance::new(&component, &setup, Limits::default(), 0).expect("instance");
+    let mut instance = instance(&component);
     group.bench_function("instance/wasm-rr-choose-only", |b| {
         b.iter(|| instance.choose(&NoRequest, 0).unwrap_or(0))
     });

@@ -60,11 +60,13 @@ impl Completion {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let latency_ns = self.sent.elapsed().as_nanos() as u64;
+        let now = Instant::now();
+        let latency_ns = now.duration_since(self.sent).as_nanos() as u64;
         if let Some(outcome) = observe {
             self.shared.router.observe(Observation {
                 backend: self.backend,
-                now_ns: self.shared.now_ns(),
+                // The same clock reading as the latency: one read per request, not two.
+                now_ns: now.duration_since(self.shared.epoch).as_nanos() as u64,
                 latency_ns,
                 // Only a response has a status; 502/504 are ours, not the backend's.
                 status: if outcome == Outcome::Response {
