@@ -17,6 +17,14 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the few names present is cheaper than ten
+    // hashed removals, and this runs twice per request.
+    let any = headers
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || k.as_str() == "proxy-connection");
+    if !any {
+        return;
+    }
     if let Some(named) = headers.get(header::CONNECTION).cloned() {
         if let Ok(list) = named.to_str() {
             for name in list.split(',') {
