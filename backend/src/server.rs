@@ -11,7 +11,6 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -92,7 +91,9 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Rec
     // Responses are small and latency is the thing being measured.
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| handle(shared.clone(), req));
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -113,6 +114,9 @@ async fn handle(
         echo(req)
     } else if method == Method::GET && path == "/health" {
         text(StatusCode::OK, Bytes::from_static(b"ok"))
+    } else if method == Method::GET && path == "/version" {
+        // Which protocol reached us (HTTP/1.1, or HTTP/2.0 from an h2c proxy).
+        text(StatusCode::OK, Bytes::from(format!("{:?}", req.version())))
     } else if let (true, Some(n)) = (method == Method::GET, path.strip_prefix("/bytes/")) {
         pattern(n)
     } else {
