@@ -10,7 +10,7 @@ use switchyard_runtime::{Backend, Limits, PolicyRuntime, Reloader, Router, Route
 use crate::cli::{BackendSpec, ServeArgs};
 use crate::proxy::{self, Shared};
 use crate::telemetry::{Telemetry, TelemetryConfig};
-use crate::upstream::Upstreams;
+use crate::upstream::{Mode, Options as UpstreamOptions, Protocol, Upstreams};
 
 /// A start-up failure: bad input, reported in one line with exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,12 @@ impl Running {
 /// current Tokio runtime.
 pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::Error> {
     let admin_config = crate::admin::AdminConfig::from_args(args)?;
+    if args.upstream_protocol == Protocol::H2c && args.upstream == Mode::NonPersistent {
+        return Err(BadInput(
+            "--upstream-protocol h2c shares a few connections among all requests, so it cannot open one per request: use --upstream persistent with h2c, or http1 for non-persistent".into(),
+        )
+        .into());
+    }
     let specs = if args.backends.is_empty() {
         BackendSpec::study()
     } else {
@@ -143,7 +149,18 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
     );
     let shared = Arc::new(Shared {
         router,
-        upstreams: Upstreams::new(addrs, args.upstream, args.timeout),
+        upstreams: Upstreams::new(
+            addrs,
+            UpstreamOptions {
+                mode: args.upstream,
+                protocol: args.upstream_protocol,
+                timeout: args.timeout,
+                h2_connections: args
+                    .threads
+                    .map(usize::from)
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            },
+        ),
         events: telemetry.sink(),
         epoch,
     });
@@ -158,7 +175,11 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
                 .map(|c| c.compile_time())
                 .unwrap_or_default(),
             backends: &ids,
-            upstream: args.upstream.as_str(),
+            upstream: &format!(
+                "{}, {}",
+                args.upstream.as_str(),
+                args.upstream_protocol.as_str()
+            ),
             timeout: args.timeout,
             log: log.as_deref(),
         });

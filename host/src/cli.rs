@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::upstream::Mode;
+use crate::upstream::{Mode, Protocol};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +54,12 @@ pub struct ServeArgs {
     /// Reuse upstream connections (persistent) or open one per request (non-persistent).
     #[arg(long, value_enum, default_value = "persistent")]
     pub upstream: Mode,
+
+    /// Protocol towards the backends: http1, or h2c (HTTP/2 with prior knowledge, every
+    /// request a stream on a few shared connections; needs backends that speak h2c and
+    /// --upstream persistent).
+    #[arg(long, value_enum, default_value = "http1", value_name = "PROTOCOL")]
+    pub upstream_protocol: Protocol,
 
     /// Do not reload the policy when its file changes (SIGHUP still reloads it).
     #[arg(long)]

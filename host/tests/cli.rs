@@ -55,6 +55,18 @@ fn bad_input_exits_2_with_a_clear_message() {
         &["localhost:8081", "http://"],
     );
     assert_bad_input(
+        &[
+            "--no-log",
+            "--policy",
+            &rr,
+            "--upstream-protocol",
+            "h2c",
+            "--upstream",
+            "non-persistent",
+        ],
+        &["h2c", "--upstream persistent"],
+    );
+    assert_bad_input(
         &["--no-log", "--policy", &rr, "--listen", &busy_addr],
         &[&busy_addr, "in use"],
     );

@@ -146,10 +146,108 @@ async fn non_persistent_opens_a_connection_per_request_persistent_reuses() {
     }
 }
 
+/// The proxy with rr over h2c upstreams, one connection per backend and worker thread.
+async fn h2c_proxy(
+    threads: u16,
+    backends: &[&backend::RunningBackend],
+) -> switchyard::app::Running {
+    let threads = threads.to_string();
+    let mut args = vec![
+        "--no-log",
+        "--upstream-protocol",
+        "h2c",
+        "--threads",
+        &threads,
+    ];
+    let rr = policy("rr.wasm");
+    args.extend(["--policy", &rr]);
+    let backends = backend_args(backends);
+    args.extend(backends.iter().map(String::as_str));
+    proxy(&args).await
+}
+
+/// h2c: every request is a stream on the few connections the proxy keeps per backend
+/// (one per worker thread), and the backend really speaks HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_multiplexes_every_request_over_a_few_connections() {
+    let a = backend("A", &[0.0]).await;
+    let b = backend("B", &[0.0]).await;
+    let p = h2c_proxy(2, &[&a, &b]).await;
+    let (clients, per_client) = (16, 25);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let addr = p.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr).await;
+            for _ in 0..per_client {
+                let (status, body) = client.get("/version").await;
+                assert_eq!((status, body.as_ref()), (200, b"HTTP/2.0".as_ref()));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = |f: fn(&switchyard::upstream::ConnStats) -> u64| -> u64 {
+        p.shared.upstreams.iter().map(|u| f(&u.stats)).sum()
+    };
+    let opened = stats(|s| s.opened.load(Ordering::Relaxed));
+    let reused = stats(|s| s.reused.load(Ordering::Relaxed));
+    let accepted = a.connections() + b.connections();
+    p.shutdown().await.unwrap();
+    assert_eq!(opened, accepted, "host count agrees with the backends'");
+    assert!(
+        (2..=4).contains(&opened),
+        "at most 2 connections per backend for {} requests: {opened}",
+        clients * per_client
+    );
+    assert_eq!(reused, (clients * per_client) as u64 - opened);
+}
+
+/// A backend that restarts (graceful stop, then a new process on the same port) costs an
+/// h2c upstream its connection, not a request: the next request reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_survives_a_backend_restart_without_failing_a_request() {
+    let a = backend("A", &[0.0]).await;
+    let addr = a.addr;
+    let p = h2c_proxy(1, &[&a]).await;
+    let mut client = Client::connect(p.addr).await;
+    for _ in 0..20 {
+        assert_eq!(client.get("/").await.0, 200);
+    }
+    a.stop().await;
+    let again = backend::spawn(backend::BackendConfig::with_latencies("A", &[0.0]), addr)
+        .await
+        .expect("the port is free again");
+    for i in 0..20 {
+        let (status, body) = client.get("/").await;
+        assert_eq!(status, 200, "request {i} after the restart: {body:?}");
+    }
+    let opened: u64 = p
+        .shared
+        .upstreams
+        .iter()
+        .map(|u| u.stats.opened.load(Ordering::Relaxed))
+        .sum();
+    p.shutdown().await.unwrap();
+    assert_eq!(opened, 2, "one connection before the restart, one after");
+    assert_eq!(again.requests(), 20);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_mib_bodies_pass_unchanged_and_streamed() {
+    bodies_pass_unchanged_and_streamed("http1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_mib_bodies_pass_unchanged_and_streamed_over_h2c() {
+    bodies_pass_unchanged_and_streamed("h2c").await;
+}
+
+async fn bodies_pass_unchanged_and_streamed(protocol: &str) {
     let a = backend("A", &[0.0]).await;
     let mut args = vec!["--no-log".to_string(), "--policy".into(), policy("rr.wasm")];
+    args.extend(["--upstream-protocol".into(), protocol.into()]);
     args.extend(backend_args(&[&a]));
     let p = proxy(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let mut client = Client::connect(p.addr).await;

@@ -20,6 +20,8 @@ pub struct State {
     pub admin: String,
     /// "persistent" or "non-persistent".
     pub upstream: &'static str,
+    /// http1, or h2c (multiplexed HTTP/2).
+    pub upstream_protocol: &'static str,
     pub backends: Vec<BackendState>,
     pub policy: PolicyState,
     pub totals: TotalsState,
@@ -175,6 +177,7 @@ pub fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> State {
         listen: ctx.app.listen.to_string(),
         admin: ctx.addr.to_string(),
         upstream: shared.upstreams.mode().as_str(),
+        upstream_protocol: shared.upstreams.protocol().as_str(),
         backends,
         policy: PolicyState {
             name: status.name.to_string(),

@@ -14,12 +14,11 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use switchyard_runtime::{FaultKind, Observation, Outcome};
 
 use super::Shared;
 use crate::telemetry::{EventOutcome, RequestEvent};
-use crate::upstream::Lease;
+use crate::upstream::{Body as UpstreamBody, BoxError, Lease};
 
 /// Everything needed to finish one request's bookkeeping.
 pub struct Completion {
@@ -104,7 +103,7 @@ impl Drop for Completion {
 /// The body sent to clients: a relayed backend body, or a short message of our own.
 pub enum ProxyBody {
     Relay {
-        inner: Incoming,
+        inner: UpstreamBody,
         completion: Box<Completion>,
     },
     Local(Full<Bytes>),
@@ -118,12 +117,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Local(full) => Pin::new(full)
                 .poll_frame(cx)

@@ -1,7 +1,10 @@
 //! Connections to backends, managed by the host itself: a keep-alive pool per backend
 //! (persistent) or a fresh connection per request with `Connection: close`
-//! (non-persistent). Knows nothing of policies; counts every connection it opens so the
-//! difference between the two modes is measured, not assumed.
+//! (non-persistent), over HTTP/1.1 or multiplexed HTTP/2 (h2c). Knows nothing of policies;
+//! counts every connection it opens so the difference between the modes is measured, not
+//! assumed.
+mod body;
+mod h2c;
 mod pool;
 
 use std::net::SocketAddr;
@@ -16,6 +19,7 @@ use hyper::{Request, Response};
 use thiserror::Error;
 use tokio::net::TcpStream;
 
+pub use body::{Body, BoxError};
 pub use pool::Lease;
 
 /// How upstream connections are used.
@@ -36,6 +40,25 @@ impl Mode {
     }
 }
 
+/// The protocol spoken to backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// HTTP/1.1: one request at a time per connection.
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge: requests multiplexed as streams over
+    /// a few long-lived connections per backend (persistent mode only).
+    H2c,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2c => "h2c",
+        }
+    }
+}
+
 /// Why an exchange with a backend failed. The proxy maps these to 502/504.
 #[derive(Debug, Error)]
 pub enum UpstreamError {
@@ -44,7 +67,7 @@ pub enum UpstreamError {
     #[error("no response within {0:?}")]
     Timeout(Duration),
     #[error("connection broke: {0}")]
-    Broken(hyper::Error),
+    Broken(BoxError),
 }
 
 /// Per-backend connection counters, readable at any time.
@@ -62,17 +85,30 @@ pub struct Upstream {
     pub authority: HeaderValue,
     pub stats: ConnStats,
     idle: pool::Idle,
+    mux: h2c::Mux,
 }
 
 /// All backends, indexed like the router's backend list.
 pub struct Upstreams {
     backends: Vec<Arc<Upstream>>,
     mode: Mode,
+    protocol: Protocol,
     timeout: Duration,
 }
 
+/// How to reach the backends.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub mode: Mode,
+    pub protocol: Protocol,
+    /// Response-head timeout, connect included.
+    pub timeout: Duration,
+    /// HTTP/2 connections per backend (one per worker thread spreads the framing work).
+    pub h2_connections: usize,
+}
+
 impl Upstreams {
-    pub fn new(addrs: Vec<(SocketAddr, String)>, mode: Mode, timeout: Duration) -> Self {
+    pub fn new(addrs: Vec<(SocketAddr, String)>, options: Options) -> Self {
         let backends = addrs
             .into_iter()
             .map(|(addr, authority)| {
@@ -82,18 +118,24 @@ impl Upstreams {
                         .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
                     stats: ConnStats::default(),
                     idle: pool::Idle::default(),
+                    mux: h2c::Mux::new(options.h2_connections),
                 })
             })
             .collect();
         Upstreams {
             backends,
-            mode,
-            timeout,
+            mode: options.mode,
+            protocol: options.protocol,
+            timeout: options.timeout,
         }
     }
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     pub fn get(&self, i: usize) -> Option<&Arc<Upstream>> {
@@ -111,26 +153,27 @@ impl Upstreams {
         &self,
         i: usize,
         mut req: Request<Incoming>,
-    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+    ) -> Result<(Response<Body>, Lease), UpstreamError> {
         let Some(up) = self.backends.get(i) else {
             return Err(UpstreamError::Connect(std::io::Error::other(format!(
                 "no backend {i}"
             ))));
         };
         let exchange = async {
-            match self.mode {
-                Mode::NonPersistent => {
+            match (self.mode, self.protocol) {
+                (Mode::Persistent, Protocol::H2c) => h2c::send(up, req).await,
+                (Mode::NonPersistent, _) => {
                     req.headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
                     let mut sender = connect(up).await?;
                     let resp = sender
                         .send_request(req)
                         .await
-                        .map_err(UpstreamError::Broken)?;
+                        .map_err(|e| UpstreamError::Broken(e.into()))?;
                     // Dropping the sender lets the connection close once the body is read.
-                    Ok((resp, Lease::none(false)))
+                    Ok((resp.map(Body::Http1), Lease::none(false)))
                 }
-                Mode::Persistent => pool::send(up, req).await,
+                (Mode::Persistent, Protocol::Http1) => pool::send(up, req).await,
             }
         };
         match tokio::time::timeout(self.timeout, exchange).await {
@@ -140,8 +183,8 @@ impl Upstreams {
     }
 }
 
-/// Opens and handshakes a new HTTP/1.1 connection, counting it.
-async fn connect(up: &Upstream) -> Result<SendRequest<Incoming>, UpstreamError> {
+/// Opens a TCP connection to the backend, counting it.
+async fn open(up: &Upstream) -> Result<TcpStream, UpstreamError> {
     let stream = match TcpStream::connect(up.addr).await {
         Ok(s) => s,
         Err(e) => {
@@ -151,10 +194,16 @@ async fn connect(up: &Upstream) -> Result<SendRequest<Incoming>, UpstreamError> 
     };
     let _ = stream.set_nodelay(true);
     up.stats.opened.fetch_add(1, Ordering::Relaxed);
+    Ok(stream)
+}
+
+/// Opens and handshakes a new HTTP/1.1 connection.
+async fn connect(up: &Upstream) -> Result<SendRequest<Incoming>, UpstreamError> {
+    let stream = open(up).await?;
     let (sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(UpstreamError::Broken)?;
+            .map_err(|e| UpstreamError::Broken(e.into()))?;
     tokio::spawn(async move {
         // Ends when the backend closes or every sender is dropped; errors were already
         // reported to the request that saw them.

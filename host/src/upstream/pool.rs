@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 
-use super::{connect, Upstream, UpstreamError};
+use super::{connect, Body, Upstream, UpstreamError};
 
 /// Idle connections beyond this are closed rather than kept.
 const MAX_IDLE: usize = 1024;
@@ -69,7 +69,7 @@ impl Lease {
 pub(super) async fn send(
     up: &Arc<Upstream>,
     req: Request<Incoming>,
-) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+) -> Result<(Response<Body>, Lease), UpstreamError> {
     let mut req = req;
     while let Some(mut sender) = up.idle.pop() {
         if sender.ready().await.is_err() {
@@ -78,11 +78,11 @@ pub(super) async fn send(
         match sender.try_send_request(req).await {
             Ok(resp) => {
                 up.stats.reused.fetch_add(1, Ordering::Relaxed);
-                return Ok((resp, lease(sender, up, true)));
+                return Ok((resp.map(Body::Http1), lease(sender, up, true)));
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) => req = unsent,
-                None => return Err(UpstreamError::Broken(e.into_error())),
+                None => return Err(UpstreamError::Broken(e.into_error().into())),
             },
         }
     }
@@ -90,8 +90,8 @@ pub(super) async fn send(
     let resp = sender
         .send_request(req)
         .await
-        .map_err(UpstreamError::Broken)?;
-    Ok((resp, lease(sender, up, false)))
+        .map_err(|e| UpstreamError::Broken(e.into()))?;
+    Ok((resp.map(Body::Http1), lease(sender, up, false)))
 }
 
 fn lease(sender: SendRequest<Incoming>, up: &Arc<Upstream>, reused: bool) -> Lease {

@@ -281,7 +281,7 @@
 
   function renderHeader(st) {
     $('listen').textContent = st.listen;
-    $('upstream').textContent = st.upstream;
+    $('upstream').textContent = st.upstream_protocol === 'h2c' ? st.upstream + ' (h2c)' : st.upstream;
     $('routing-mode').textContent = st.policy.routing_mode;
     $('version').textContent = st.version;
     dash.routingMode = st.policy.routing_mode;

@@ -1,0 +1,233 @@
+//! HTTP/2 upstreams (h2c, prior knowledge): a few long-lived connections per backend that
+//! carry every request as a stream.
+//!
+//! Why: with HTTP/1.1 every request costs its own write and read on its own upstream
+//! socket, and on loopback that kernel work is most of a proxy's CPU. Streams queued while
+//! the connection task was busy go out in one write and come back in one read. Streams are
+//! independent, so a slow response holds up nobody else (unlike HTTP/1.1 pipelining).
+//!
+//! Built on the `h2` crate directly rather than hyper's HTTP/2 client, which spawns a task
+//! and a channel round trip per request; here the request's own task awaits its stream.
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+use super::body::{Body, H2Body};
+use super::{Lease, Upstream, UpstreamError};
+
+/// Stream window: what one response may have in flight before its client reads it.
+const STREAM_WINDOW: u32 = 1 << 20;
+/// Connection window, shared by all streams: large, so that a few slow clients holding
+/// their stream windows cannot stall the others.
+const CONNECTION_WINDOW: u32 = 64 << 20;
+
+/// One backend's multiplexed connections, used in turn.
+pub(super) struct Mux {
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    live: Mutex<Option<Conn>>,
+    /// Held while connecting, so a burst of requests opens one connection, not one each.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+struct Conn {
+    sender: h2::client::SendRequest<Bytes>,
+    /// Set by the connection's task when it ends (backend closed, GOAWAY, I/O error).
+    closed: Arc<AtomicBool>,
+}
+
+impl Mux {
+    pub(super) fn new(connections: usize) -> Self {
+        Mux {
+            slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn slot(&self) -> &Slot {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        // In range: reduced modulo the length, which `new` makes at least 1.
+        &self.slots[i]
+    }
+}
+
+impl Slot {
+    fn current(&self) -> Option<Conn> {
+        // Poisoning needs a panic while holding this lock, and nothing in here panics.
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.as_ref()
+            .filter(|c| !c.closed.load(Ordering::Acquire))
+            .cloned()
+    }
+
+    /// The slot's connection, opened if there is none; `true` if it was already open.
+    async fn conn(&self, up: &Upstream) -> Result<(Conn, bool), UpstreamError> {
+        if let Some(c) = self.current() {
+            return Ok((c, true));
+        }
+        let _connecting = self.connecting.lock().await;
+        // Another request may have connected while this one waited.
+        if let Some(c) = self.current() {
+            return Ok((c, true));
+        }
+        let conn = connect(up).await?;
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+        Ok((conn, false))
+    }
+
+    fn forget(&self, dead: &Conn) {
+        dead.closed.store(true, Ordering::Release);
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.closed, &dead.closed))
+        {
+            *live = None;
+        }
+    }
+}
+
+/// Sends `req` as a new stream and waits for the response head.
+///
+/// A connection found dead or going away before the stream opens is replaced and the
+/// request sent on the new one. A bodyless idempotent request that the backend refused
+/// unprocessed (REFUSED_STREAM, or above the last stream id of its GOAWAY, which HTTP/2
+/// guarantees it did not act on) is sent once more on a fresh connection. So a backend
+/// restarting gracefully fails no request.
+pub(super) async fn send(
+    up: &Arc<Upstream>,
+    req: Request<Incoming>,
+) -> Result<(Response<Body>, Lease), UpstreamError> {
+    let slot = up.mux.slot();
+    let (head, body) = req.into_parts();
+    let eos = http_body::Body::is_end_stream(&body);
+    // The copy that makes a resend possible; only bodyless idempotent requests get one.
+    let mut spare = (eos && head.method.is_idempotent()).then(|| head.clone());
+    let mut head = Some(head);
+    let mut body = Some(body);
+    let mut last_error: Option<UpstreamError> = None;
+    for _attempt in 0..2 {
+        let Some(h) = head.take().or_else(|| spare.take()) else {
+            break;
+        };
+        let (conn, reused) = slot.conn(up).await?;
+        let mut sender = match conn.sender.clone().ready().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("h2 connection to {} unusable ({e}); reconnecting", up.addr);
+                slot.forget(&conn);
+                head = Some(h);
+                last_error = Some(UpstreamError::Broken(e.into()));
+                continue;
+            }
+        };
+        let (response, stream) = match sender.send_request(Request::from_parts(h, ()), eos) {
+            Ok(sent) => sent,
+            Err(e) => {
+                slot.forget(&conn);
+                last_error = Some(UpstreamError::Broken(e.into()));
+                continue;
+            }
+        };
+        if let Some(b) = body.take().filter(|_| !eos) {
+            tokio::spawn(pipe(b, stream));
+        }
+        match response.await {
+            Ok(resp) => {
+                if reused {
+                    up.stats.reused.fetch_add(1, Ordering::Relaxed);
+                }
+                let (mut parts, recv) = resp.into_parts();
+                // The client side speaks HTTP/1.1.
+                parts.version = http::Version::HTTP_11;
+                let body = Body::H2(H2Body::new(recv, &parts.headers));
+                return Ok((Response::from_parts(parts, body), Lease::none(reused)));
+            }
+            Err(e) => {
+                let unprocessed = e.reason() == Some(h2::Reason::REFUSED_STREAM)
+                    || (e.is_go_away() && e.is_remote());
+                if e.is_io() || e.is_go_away() {
+                    slot.forget(&conn);
+                }
+                if !unprocessed {
+                    return Err(UpstreamError::Broken(e.into()));
+                }
+                tracing::debug!("{} did not process a stream ({e})", up.addr);
+                last_error = Some(UpstreamError::Broken(e.into()));
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| UpstreamError::Broken("h2 request not sent".into())))
+}
+
+/// Copies the client's request body into the stream as flow control allows.
+async fn pipe(mut body: Incoming, mut tx: h2::SendStream<Bytes>) {
+    loop {
+        let frame = match body.frame().await {
+            None => {
+                let _ = tx.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(_)) => {
+                // The client broke off mid-body: the backend must not take it as complete.
+                tx.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let frame = match frame.into_data() {
+            Ok(mut data) => {
+                while !data.is_empty() {
+                    tx.reserve_capacity(data.len());
+                    let granted = match poll_fn(|cx| tx.poll_capacity(cx)).await {
+                        Some(Ok(0)) => continue,
+                        Some(Ok(n)) => n,
+                        // The stream was reset or the connection is gone.
+                        _ => return,
+                    };
+                    let chunk = data.split_to(granted.min(data.len()));
+                    if tx.send_data(chunk, false).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(trailers) = frame.into_trailers() {
+            let _ = tx.send_trailers(trailers);
+            return;
+        }
+    }
+}
+
+async fn connect(up: &Upstream) -> Result<Conn, UpstreamError> {
+    let stream = super::open(up).await?;
+    let (sender, connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .enable_push(false)
+        .handshake::<_, Bytes>(stream)
+        .await
+        .map_err(|e| UpstreamError::Broken(e.into()))?;
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    let addr = up.addr;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("h2 connection to {addr} ended: {e}");
+        }
+        flag.store(true, Ordering::Release);
+    });
+    Ok(Conn { sender, closed })
+}
