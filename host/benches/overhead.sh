@@ -7,6 +7,10 @@
 # Each round runs every configuration once, in the same order; the table reports the
 # median of the rounds and each configuration's ratio to direct access.
 #
+# The h2c rows speak HTTP/2 (prior knowledge) to the backend, which serves both protocols:
+# Switchyard --upstream-protocol h2c, and HAProxy `proto h2` as its like-for-like peer
+# (nginx cannot proxy HTTP to an HTTP/2 upstream). Clients speak HTTP/1.1 in every row.
+#
 # Env: ROUNDS (3), DURATION (5s), CONNECTIONS (50), WRK_THREADS (2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,6 +42,7 @@ sy() { # port, extra flags...
 sy 18081 --policy policies/rr.wasm
 sy 18082 --builtin-rr
 sy 18086 --policy policies/rr.wasm --upstream non-persistent
+sy 18088 --policy policies/rr.wasm --upstream-protocol h2c
 
 # nginx: one worker; the keepalive pool holds more idle connections than wrk opens, so
 # nginx never has to reconnect (a smaller pool makes it close and reopen constantly).
@@ -71,7 +76,7 @@ CONF
 nginx_conf 18083 yes
 nginx_conf 18084 no
 
-haproxy_conf() { # port, reuse mode
+haproxy_conf() { # port, reuse mode (always | never | h2)
   local port=$1 mode=$2 dir="$out/haproxy-$1"
   mkdir -p "$dir"
   cat > "$dir/haproxy.cfg" <<CONF
@@ -83,18 +88,19 @@ defaults
   timeout connect 5s
   timeout client 30s
   timeout server 30s
-  $( [ "$mode" = always ] && echo "http-reuse always" || echo "option http-server-close
-  http-reuse never" )
+  $( case $mode in always|h2) echo "http-reuse always" ;; *) echo "option http-server-close
+  http-reuse never" ;; esac )
 frontend fe
   bind 127.0.0.1:$port
   default_backend be
 backend be
-  server z 127.0.0.1:$be
+  server z 127.0.0.1:$be $( [ "$mode" = h2 ] && echo "proto h2" )
 CONF
   on_cpu0 haproxy -f "$dir/haproxy.cfg" -db > "$dir/stdout.txt" 2>&1 & pids+=($!)
 }
 haproxy_conf 18085 always
 haproxy_conf 18087 never
+haproxy_conf 18089 h2
 
 configs=(
   "direct:$be"
@@ -105,6 +111,8 @@ configs=(
   "haproxy-reuse-always:18085"
   "switchyard-non-persistent:18086"
   "haproxy-server-close:18087"
+  "switchyard-persistent-h2c-wasm-rr:18088"
+  "haproxy-h2-upstream:18089"
 )
 for c in "${configs[@]}"; do
   port=${c##*:}
@@ -150,14 +158,23 @@ direct=${RPS[direct]}
 errors=$(awk -F'\t' '$5 != "" { print $1 ": " $5 }' "$results")
 [ -n "$errors" ] && { echo; echo "wrk reported errors:"; echo "$errors"; }
 
-ratio() { echo "$1 / $2" | bc -l; }
-best_ka=$(printf '%s\n' "${RPS[nginx-keepalive]}" "${RPS[haproxy-reuse-always]}" | sort -g | tail -1)
-best_ka_name=$([ "$(echo "${RPS[nginx-keepalive]} >= ${RPS[haproxy-reuse-always]}" | bc)" = 1 ] && echo nginx-keepalive || echo haproxy-reuse-always)
-best_np=$(printf '%s\n' "${RPS[nginx-no-keepalive]}" "${RPS[haproxy-server-close]}" | sort -g | tail -1)
+# Ratios are paired: A/B within each round (same minute, same machine state), then the
+# median over rounds, which cancels most of the drift a noisy machine adds between rounds.
+ratio() { # name-a name-b
+  awk -F'\t' -v a="$1" -v b="$2" '$1 == a { x[++i] = $2 } $1 == b { y[++j] = $2 }
+    END { for (k = 1; k <= i && k <= j; k++) print x[k] / y[k] }' "$results" | median
+}
+best_ka=$([ "$(echo "${RPS[nginx-keepalive]} >= ${RPS[haproxy-reuse-always]}" | bc)" = 1 ] && echo nginx-keepalive || echo haproxy-reuse-always)
+best_np=$([ "$(echo "${RPS[nginx-no-keepalive]} >= ${RPS[haproxy-server-close]}" | bc)" = 1 ] && echo nginx-no-keepalive || echo haproxy-server-close)
 echo
-printf 'persistent:     switchyard / %s = %.2fx req/s (target >= 1.25x); p99 %.3f vs %.3f ms\n' \
-  "$best_ka_name" "$(ratio "${RPS[switchyard-persistent-wasm-rr]}" "$best_ka")" "${P99[switchyard-persistent-wasm-rr]}" "${P99[$best_ka_name]}"
-printf 'non-persistent: switchyard / best peer = %.2fx req/s (target >= 1.1x)\n' "$(ratio "${RPS[switchyard-non-persistent]}" "$best_np")"
+echo "ratios: median over rounds of each round's ratio"
+printf 'persistent:     switchyard http1 / %s = %.2fx req/s (target >= 1.25x); p99 %.3f vs %.3f ms\n' \
+  "$best_ka" "$(ratio switchyard-persistent-wasm-rr "$best_ka")" "${P99[switchyard-persistent-wasm-rr]}" "${P99[$best_ka]}"
+printf 'persistent:     switchyard h2c   / %s = %.2fx req/s (target >= 1.25x); p99 %.3f vs %.3f ms\n' \
+  "$best_ka" "$(ratio switchyard-persistent-h2c-wasm-rr "$best_ka")" "${P99[switchyard-persistent-h2c-wasm-rr]}" "${P99[$best_ka]}"
+printf 'like for like:  switchyard h2c / haproxy-h2-upstream = %.2fx req/s; p99 %.3f vs %.3f ms\n' \
+  "$(ratio switchyard-persistent-h2c-wasm-rr haproxy-h2-upstream)" "${P99[switchyard-persistent-h2c-wasm-rr]}" "${P99[haproxy-h2-upstream]}"
+printf 'non-persistent: switchyard / %s = %.2fx req/s (target >= 1.1x)\n' "$best_np" "$(ratio switchyard-non-persistent "$best_np")"
 printf 'policy cost:    wasm rr / native rr = %.3fx req/s (target >= 0.97x)\n' \
-  "$(ratio "${RPS[switchyard-persistent-wasm-rr]}" "${RPS[switchyard-persistent-native-rr]}")"
+  "$(ratio switchyard-persistent-wasm-rr switchyard-persistent-native-rr)"
 echo "raw results: $out/"
