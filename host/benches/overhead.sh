@@ -29,7 +29,8 @@ done
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-on_cpu0() { taskset -c 0 "$@"; }
+# exec: so that $! is the program itself, which the cleanup trap can then stop.
+on_cpu0() { exec taskset -c 0 "$@"; }
 
 be=18080
 on_cpu0 ./target/release/backend --id Z --latencies 0 --port $be --threads 1 > "$out/backend.txt" 2>&1 & pids+=($!)
