@@ -45,6 +45,9 @@ sy 18082 --builtin-rr
 sy 18086 --policy policies/rr.wasm --upstream non-persistent
 sy 18088 --policy policies/rr.wasm --upstream-protocol h2c
 
+# Every proxy does the same work per request as Switchyard: keeps the client's Host and
+# adds X-Forwarded-For and X-Forwarded-Proto.
+#
 # nginx: one worker; the keepalive pool holds more idle connections than wrk opens, so
 # nginx never has to reconnect (a smaller pool makes it close and reopen constantly).
 nginx_conf() { # port, keepalive(yes|no)
@@ -67,6 +70,9 @@ http {
     keepalive_requests 1000000;
     location / {
       proxy_pass http://backend;
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
       $( [ "$ka" = yes ] && echo 'proxy_http_version 1.1; proxy_set_header Connection "";' )
     }
   }
@@ -89,10 +95,12 @@ defaults
   timeout connect 5s
   timeout client 30s
   timeout server 30s
+  option forwardfor
   $( case $mode in always|h2) echo "http-reuse always" ;; *) echo "option http-server-close
   http-reuse never" ;; esac )
 frontend fe
   bind 127.0.0.1:$port
+  http-request set-header X-Forwarded-Proto http
   default_backend be
 backend be
   server z 127.0.0.1:$be $( [ "$mode" = h2 ] && echo "proto h2" )
