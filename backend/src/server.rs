@@ -119,6 +119,8 @@ async fn handle(
         text(StatusCode::OK, Bytes::from(format!("{:?}", req.version())))
     } else if let (true, Some(n)) = (method == Method::GET, path.strip_prefix("/bytes/")) {
         pattern(n)
+    } else if let (true, Some(ms)) = (method == Method::GET, path.strip_prefix("/stall/")) {
+        stall(ms)
     } else {
         profile_reply(&shared, req.into_body()).await
     };
@@ -204,6 +206,26 @@ fn pattern(count: &str) -> Response<ReplyBody> {
     resp
 }
 
+/// `first\n`, then a pause of `ms`, then `rest\n`: a backend that stalls mid-body, for
+/// testing a proxy's body timeout. The length is declared, so a cut-off shows.
+fn stall(ms: &str) -> Response<ReplyBody> {
+    let Ok(ms) = ms.parse::<u64>() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            Bytes::from_static(b"expected /stall/MS with MS a pause in milliseconds"),
+        );
+    };
+    let mut resp = Response::new(ReplyBody::Stall {
+        first: Some(Bytes::from_static(b"first\n")),
+        pause: Box::pin(tokio::time::sleep(Duration::from_millis(ms))),
+        rest: Some(Bytes::from_static(b"rest\n")),
+    });
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(11u64));
+    resp
+}
+
 /// Byte `i` of every `/bytes/N` response, exposed so clients can verify payloads.
 pub fn pattern_byte(i: u64) -> u8 {
     ((i % PATTERN_PERIOD * 31 + 7) % PATTERN_PERIOD) as u8
@@ -230,6 +252,11 @@ pub(crate) enum ReplyBody {
         offset: u64,
         remaining: u64,
     },
+    Stall {
+        first: Option<Bytes>,
+        pause: Pin<Box<tokio::time::Sleep>>,
+        rest: Option<Bytes>,
+    },
 }
 
 impl Body for ReplyBody {
@@ -254,6 +281,13 @@ impl Body for ReplyBody {
                 let chunk = pattern_buffer().slice(start..start + len);
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
+            ReplyBody::Stall { first, pause, rest } => {
+                if let Some(first) = first.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(first))));
+                }
+                std::task::ready!(pause.as_mut().poll(cx));
+                Poll::Ready(rest.take().map(|r| Ok(Frame::data(r))))
+            }
         }
     }
 
@@ -262,6 +296,7 @@ impl Body for ReplyBody {
             ReplyBody::Full(data) => data.as_ref().is_none_or(Bytes::is_empty),
             ReplyBody::Echo(incoming) => incoming.is_end_stream(),
             ReplyBody::Pattern { remaining, .. } => *remaining == 0,
+            ReplyBody::Stall { rest, .. } => rest.is_none(),
         }
     }
 
@@ -272,6 +307,10 @@ impl Body for ReplyBody {
             }
             ReplyBody::Echo(incoming) => incoming.size_hint(),
             ReplyBody::Pattern { remaining, .. } => SizeHint::with_exact(*remaining),
+            ReplyBody::Stall { first, rest, .. } => SizeHint::with_exact(
+                first.as_ref().map_or(0, |b| b.len() as u64)
+                    + rest.as_ref().map_or(0, |b| b.len() as u64),
+            ),
         }
     }
 }

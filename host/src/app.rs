@@ -155,6 +155,7 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
                 mode: args.upstream,
                 protocol: args.upstream_protocol,
                 timeout: args.timeout,
+                body_timeout: args.body_timeout,
                 h2_connections: args
                     .threads
                     .map(usize::from)

@@ -82,6 +82,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
 
+    /// Longest pause between two pieces of a response body; a backend that stalls longer
+    /// has its response cut off (logged and observed as a timeout).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub body_timeout: Duration,
+
     /// One console line per request.
     #[arg(short, long)]
     pub verbose: bool,

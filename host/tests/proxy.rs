@@ -290,6 +290,97 @@ async fn bodies_pass_unchanged_and_streamed(protocol: &str) {
     p.shutdown().await.unwrap();
 }
 
+/// A backend slower than --timeout gets 504, logged and observed as a timeout, and the
+/// next request goes through: over HTTP/1.1 the stuck connection is dropped, over h2c only
+/// its stream is cancelled and the connection carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_backend_gets_504_and_the_next_request_succeeds() {
+    for protocol in ["http1", "h2c"] {
+        // The cycle: a 4 s response, then instant ones.
+        let a = backend("A", &[4000.0, 0.0, 0.0]).await;
+        let csv = temp_csv(&format!("timeout-{protocol}"));
+        let csv_arg = csv.display().to_string();
+        let rr = policy("rr.wasm");
+        let backends = backend_args(&[&a]);
+        let mut args = vec!["--policy", &rr, "--timeout", "1s", "--log", &csv_arg];
+        args.extend(["--upstream-protocol", protocol, "--threads", "1"]);
+        args.extend(backends.iter().map(String::as_str));
+        let p = proxy(&args).await;
+        let mut client = Client::connect(p.addr).await;
+        let (status, body) = client.get("/").await;
+        assert_eq!(
+            status,
+            504,
+            "{protocol}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(String::from_utf8_lossy(&body).contains("backend A"));
+        assert_eq!(client.get("/").await.0, 200, "{protocol}");
+        assert_eq!(client.get("/").await.0, 200, "{protocol}");
+        let opened: u64 = p
+            .shared
+            .upstreams
+            .iter()
+            .map(|u| u.stats.opened.load(Ordering::Relaxed))
+            .sum();
+        p.shutdown().await.unwrap();
+        let expected_opened = if protocol == "h2c" { 1 } else { 2 };
+        assert_eq!(opened, expected_opened, "{protocol}");
+        let (header, rows) = read_csv(&csv);
+        let outcome = col(&header, "outcome");
+        let outcomes: Vec<&str> = rows.iter().map(|r| r[outcome].as_str()).collect();
+        assert_eq!(outcomes, ["timeout", "response", "response"], "{protocol}");
+        assert_eq!(rows[0][3], "504");
+    }
+}
+
+/// A backend that stalls in the middle of a body longer than --body-timeout has the
+/// response cut off (the client sees the connection end short of Content-Length) and the
+/// request logged as a timeout; a short pause passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_stalling_mid_body_is_cut_off_after_the_body_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for protocol in ["http1", "h2c"] {
+        let a = backend("A", &[0.0]).await;
+        let csv = temp_csv(&format!("stall-{protocol}"));
+        let csv_arg = csv.display().to_string();
+        let rr = policy("rr.wasm");
+        let backends = backend_args(&[&a]);
+        let mut args = vec!["--policy", &rr, "--body-timeout", "2s", "--log", &csv_arg];
+        args.extend(["--upstream-protocol", protocol]);
+        args.extend(backends.iter().map(String::as_str));
+        let p = proxy(&args).await;
+
+        let (status, body) = Client::connect(p.addr).await.get("/stall/100").await;
+        assert_eq!((status, body.as_ref()), (200, b"first\nrest\n".as_ref()));
+
+        let mut raw = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        raw.write_all(b"GET /stall/8000 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            raw.read_to_end(&mut got),
+        )
+        .await
+        .expect("the proxy ends the response instead of waiting for the backend");
+        let text = String::from_utf8_lossy(&got);
+        let _ = read; // a reset or a clean close: either way the response ended early
+        assert!(text.starts_with("HTTP/1.1 200"), "{protocol}: {text}");
+        assert!(
+            text.contains("first\n") && !text.contains("rest"),
+            "{protocol}: {text}"
+        );
+
+        p.shutdown().await.unwrap();
+        let (header, rows) = read_csv(&csv);
+        let outcome = col(&header, "outcome");
+        let outcomes: Vec<&str> = rows.iter().map(|r| r[outcome].as_str()).collect();
+        assert_eq!(outcomes, ["response", "timeout"], "{protocol}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_backend_gets_502_is_penalised_and_rr_serves_the_rest() {
     let a = backend("A", &[1.0]).await;

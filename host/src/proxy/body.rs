@@ -6,15 +6,17 @@
 //! through; that is when the policy observes it, the event is logged and a persistent
 //! connection goes back to the pool. If the client disconnects first, `Drop` still logs
 //! the request (as aborted), so rows logged always equal requests proxied.
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use switchyard_runtime::{FaultKind, Observation, Outcome};
+use tokio::time::Sleep;
 
 use super::Shared;
 use crate::telemetry::{EventOutcome, RequestEvent};
@@ -102,16 +104,75 @@ impl Drop for Completion {
 
 /// The body sent to clients: a relayed backend body, or a short message of our own.
 pub enum ProxyBody {
-    Relay {
-        inner: UpstreamBody,
-        completion: Box<Completion>,
-    },
+    Relay(Box<Relay>),
     Local(Full<Bytes>),
+}
+
+/// A backend's body on its way to the client.
+pub struct Relay {
+    inner: UpstreamBody,
+    completion: Completion,
+    /// Longest pause allowed between two frames from the backend.
+    idle: Duration,
+    /// Armed only while the backend keeps us waiting, so bodies that arrive whole (most)
+    /// never touch the timer.
+    stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl ProxyBody {
     pub fn local(text: String) -> Self {
         ProxyBody::Local(Full::new(Bytes::from(text)))
+    }
+
+    pub fn relay(inner: UpstreamBody, completion: Completion, idle: Duration) -> Self {
+        ProxyBody::Relay(Box::new(Relay {
+            inner,
+            completion,
+            idle,
+            stall: None,
+        }))
+    }
+}
+
+impl Relay {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let completion = &mut self.completion;
+        match &polled {
+            Poll::Ready(None) => completion.finish(EventOutcome::Response, Some(Outcome::Response)),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => {
+                completion.finish(EventOutcome::Response, Some(Outcome::Response))
+            }
+            Poll::Ready(Some(Err(_))) => {
+                completion.finish(EventOutcome::Broken, Some(Outcome::Broken))
+            }
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + self.idle;
+                let stall = match &mut self.stall {
+                    Some(sleep) => sleep,
+                    None => self
+                        .stall
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                if stall.as_mut().poll(cx).is_ready() {
+                    completion.finish(EventOutcome::Timeout, Some(Outcome::Timeout));
+                    return Poll::Ready(Some(Err(format!(
+                        "the backend sent nothing for {:?} in the middle of the body",
+                        self.idle
+                    )
+                    .into())));
+                }
+                return Poll::Pending;
+            }
+        }
+        // Progress: the next wait gets a fresh allowance.
+        if let Some(sleep) = &mut self.stall {
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.idle);
+        }
+        polled
     }
 }
 
@@ -127,36 +188,21 @@ impl Body for ProxyBody {
             ProxyBody::Local(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
-            ProxyBody::Relay { inner, completion } => {
-                let polled = Pin::new(&mut *inner).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(None) => {
-                        completion.finish(EventOutcome::Response, Some(Outcome::Response))
-                    }
-                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => {
-                        completion.finish(EventOutcome::Response, Some(Outcome::Response))
-                    }
-                    Poll::Ready(Some(Err(_))) => {
-                        completion.finish(EventOutcome::Broken, Some(Outcome::Broken))
-                    }
-                    _ => {}
-                }
-                polled
-            }
+            ProxyBody::Relay(relay) => relay.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Local(full) => full.is_end_stream(),
-            ProxyBody::Relay { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Relay(relay) => relay.inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Local(full) => full.size_hint(),
-            ProxyBody::Relay { inner, .. } => inner.size_hint(),
+            ProxyBody::Relay(relay) => relay.inner.size_hint(),
         }
     }
 }

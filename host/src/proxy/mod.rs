@@ -168,10 +168,7 @@ async fn handle(
                 completion.finish(EventOutcome::Response, Some(Outcome::Response));
                 ProxyBody::local(String::new())
             } else {
-                ProxyBody::Relay {
-                    inner,
-                    completion: Box::new(completion),
-                }
+                ProxyBody::relay(inner, completion, shared.upstreams.body_timeout())
             };
             Ok(Response::from_parts(parts, body))
         }

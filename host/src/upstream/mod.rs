@@ -94,6 +94,7 @@ pub struct Upstreams {
     mode: Mode,
     protocol: Protocol,
     timeout: Duration,
+    body_timeout: Duration,
 }
 
 /// How to reach the backends.
@@ -103,6 +104,8 @@ pub struct Options {
     pub protocol: Protocol,
     /// Response-head timeout, connect included.
     pub timeout: Duration,
+    /// Longest pause allowed between two pieces of a response body.
+    pub body_timeout: Duration,
     /// HTTP/2 connections per backend (one per worker thread spreads the framing work).
     pub h2_connections: usize,
 }
@@ -127,6 +130,7 @@ impl Upstreams {
             mode: options.mode,
             protocol: options.protocol,
             timeout: options.timeout,
+            body_timeout: options.body_timeout,
         }
     }
 
@@ -136,6 +140,11 @@ impl Upstreams {
 
     pub fn protocol(&self) -> Protocol {
         self.protocol
+    }
+
+    /// Longest pause allowed between two pieces of a response body.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
     }
 
     pub fn get(&self, i: usize) -> Option<&Arc<Upstream>> {
