@@ -156,6 +156,7 @@ pub async fn start(args: &ServeArgs, console: bool) -> Result<Running, anyhow::E
                 protocol: args.upstream_protocol,
                 timeout: args.timeout,
                 body_timeout: args.body_timeout,
+                h2_keepalive: Some(args.h2_keepalive).filter(|d| !d.is_zero()),
                 h2_connections: args
                     .threads
                     .map(usize::from)

@@ -61,6 +61,11 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "http1", value_name = "PROTOCOL")]
     pub upstream_protocol: Protocol,
 
+    /// h2c: PING each upstream connection this often, and drop one whose PING goes
+    /// unanswered for as long (a backend host gone without closing TCP); 0 turns it off.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub h2_keepalive: Duration,
+
     /// Do not reload the policy when its file changes (SIGHUP still reloads it).
     #[arg(long)]
     pub no_watch: bool,

@@ -11,6 +11,7 @@
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -30,6 +31,8 @@ const CONNECTION_WINDOW: u32 = 64 << 20;
 pub(super) struct Mux {
     slots: Vec<Slot>,
     next: AtomicUsize,
+    /// PING interval, and how long a PING may go unanswered; None: no PINGs.
+    keepalive: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -47,10 +50,11 @@ struct Conn {
 }
 
 impl Mux {
-    pub(super) fn new(connections: usize) -> Self {
+    pub(super) fn new(connections: usize, keepalive: Option<Duration>) -> Self {
         Mux {
             slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
+            keepalive,
         }
     }
 
@@ -213,7 +217,7 @@ async fn pipe(mut body: Incoming, mut tx: h2::SendStream<Bytes>) {
 
 async fn connect(up: &Upstream) -> Result<Conn, UpstreamError> {
     let stream = super::open(up).await?;
-    let (sender, connection) = h2::client::Builder::new()
+    let (sender, mut connection) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .enable_push(false)
@@ -223,11 +227,48 @@ async fn connect(up: &Upstream) -> Result<Conn, UpstreamError> {
     let closed = Arc::new(AtomicBool::new(false));
     let flag = closed.clone();
     let addr = up.addr;
+    let pings = up
+        .mux
+        .keepalive
+        .and_then(|every| Some((connection.ping_pong()?, every)));
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("h2 connection to {addr} ended: {e}");
+        let ended = async {
+            if let Err(e) = (&mut connection).await {
+                tracing::debug!("h2 connection to {addr} ended: {e}");
+            }
+        };
+        match pings {
+            Some((pings, every)) => {
+                tokio::select! {
+                    _ = ended => {}
+                    silent = keepalive(pings, every) => if let Some(after) = silent {
+                        tracing::warn!(
+                            "h2 connection to {addr} dropped: no answer to PING within {after:?}"
+                        );
+                    },
+                }
+            }
+            None => ended.await,
         }
+        // Dropping the connection fails the streams still on it, and the flag sends the
+        // next requests to a new one.
         flag.store(true, Ordering::Release);
     });
     Ok(Conn { sender, closed })
+}
+
+/// PINGs the backend every `every`; returns once a PING went unanswered for as long (a
+/// backend host that vanished without closing TCP would otherwise hold its slot's
+/// requests until they time out, for as long as the kernel keeps the socket: minutes).
+/// `None` if the connection ended first.
+async fn keepalive(mut pings: h2::PingPong, every: Duration) -> Option<Duration> {
+    loop {
+        tokio::time::sleep(every).await;
+        pings.send_ping(h2::Ping::opaque()).ok()?;
+        match tokio::time::timeout(every, poll_fn(|cx| pings.poll_pong(cx))).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return None,
+            Err(_) => return Some(every),
+        }
+    }
 }

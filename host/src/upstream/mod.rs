@@ -108,6 +108,8 @@ pub struct Options {
     pub body_timeout: Duration,
     /// HTTP/2 connections per backend (one per worker thread spreads the framing work).
     pub h2_connections: usize,
+    /// HTTP/2 PING interval (and answer deadline); None: no PINGs.
+    pub h2_keepalive: Option<Duration>,
 }
 
 impl Upstreams {
@@ -121,7 +123,7 @@ impl Upstreams {
                         .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
                     stats: ConnStats::default(),
                     idle: pool::Idle::default(),
-                    mux: h2c::Mux::new(options.h2_connections),
+                    mux: h2c::Mux::new(options.h2_connections, options.h2_keepalive),
                 })
             })
             .collect();
