@@ -5,6 +5,7 @@
 //! assumed.
 mod body;
 mod h2c;
+mod oneshot;
 mod pool;
 
 use std::net::SocketAddr;
@@ -176,7 +177,7 @@ impl Upstreams {
                 (Mode::NonPersistent, _) => {
                     req.headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
-                    let mut sender = connect(up).await?;
+                    let mut sender = connect_oneshot(up).await?;
                     let resp = sender
                         .send_request(req)
                         .await
@@ -206,6 +207,21 @@ async fn open(up: &Upstream) -> Result<TcpStream, UpstreamError> {
     let _ = stream.set_nodelay(true);
     up.stats.opened.fetch_add(1, Ordering::Relaxed);
     Ok(stream)
+}
+
+/// Opens and handshakes a connection for a single exchange (see `oneshot` for its close).
+async fn connect_oneshot(up: &Upstream) -> Result<SendRequest<Incoming>, UpstreamError> {
+    let stream = open(up).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
+        oneshot::Abortive::new(stream),
+    ))
+    .await
+    .map_err(|e| UpstreamError::Broken(e.into()))?;
+    tokio::spawn(async move {
+        // Ends once the response is read and the connection shut down.
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// Opens and handshakes a new HTTP/1.1 connection.
