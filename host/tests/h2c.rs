@@ -213,3 +213,39 @@ async fn h2c_drops_a_connection_whose_pings_go_unanswered() {
     );
     assert_eq!(opened, 2, "the silent connection was replaced once");
 }
+
+/// A backend that only speaks HTTP/1.1 answers the HTTP/2 preface with a 400; the 502 the
+/// client gets says what is wrong and what to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_to_an_http1_only_backend_says_what_to_change() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let rr = policy("rr.wasm");
+    let target = format!("A=http://{addr}");
+    let args = [
+        "--no-log",
+        "--policy",
+        &rr,
+        "--upstream-protocol",
+        "h2c",
+        "--backend",
+        &target,
+    ];
+    let p = proxy(&args).await;
+    let (status, body) = Client::connect(p.addr).await.get("/").await;
+    p.shutdown().await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("--upstream-protocol http1"), "{text}");
+}

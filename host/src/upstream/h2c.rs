@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
-use super::body::{Body, H2Body};
+use super::body::{Body, BoxError, H2Body};
 use super::{Lease, Upstream, UpstreamError};
 
 /// Stream window: what one response may have in flight before its client reads it.
@@ -164,7 +164,7 @@ pub(super) async fn send(
                     slot.forget(&conn);
                 }
                 if !unprocessed {
-                    return Err(UpstreamError::Broken(e.into()));
+                    return Err(UpstreamError::Broken(explain(e)));
                 }
                 tracing::debug!("{} did not process a stream ({e})", up.addr);
                 last_error = Some(UpstreamError::Broken(e.into()));
@@ -172,6 +172,28 @@ pub(super) async fn send(
         }
     }
     Err(last_error.unwrap_or_else(|| UpstreamError::Broken("h2 request not sent".into())))
+}
+
+/// Whether the peer's bytes could not even be read as HTTP/2 frames: an HTTP/1.1-only
+/// server answers the HTTP/2 preface with a `400` that parses as an oversized frame.
+fn not_http2(e: &h2::Error) -> bool {
+    !e.is_remote()
+        && matches!(
+            e.reason(),
+            Some(h2::Reason::FRAME_SIZE_ERROR | h2::Reason::PROTOCOL_ERROR)
+        )
+}
+
+/// The error, with the likely fix when the backend does not speak h2c at all.
+fn explain(e: h2::Error) -> BoxError {
+    if not_http2(&e) {
+        format!(
+            "{e} (the backend does not seem to speak HTTP/2 with prior knowledge: use --upstream-protocol http1 for it)"
+        )
+        .into()
+    } else {
+        e.into()
+    }
 }
 
 /// Copies the client's request body into the stream as flow control allows.
@@ -234,7 +256,11 @@ async fn connect(up: &Upstream) -> Result<Conn, UpstreamError> {
     tokio::spawn(async move {
         let ended = async {
             if let Err(e) = (&mut connection).await {
-                tracing::debug!("h2 connection to {addr} ended: {e}");
+                if not_http2(&e) {
+                    tracing::warn!("h2c connection to {addr}: {}", explain(e));
+                } else {
+                    tracing::debug!("h2 connection to {addr} ended: {e}");
+                }
             }
         };
         match pings {
