@@ -37,7 +37,11 @@ pub async fn serve(
     cfg: BackendConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared::new(Profile::compile(&cfg)?, cfg.capacity));
+    let shared = Arc::new(Shared::new(
+        Profile::compile(&cfg)?,
+        cfg.capacity,
+        cfg.h2_max_streams,
+    ));
     server::run(listener, shared, shutdown).await;
     Ok(())
 }
@@ -48,7 +52,7 @@ pub async fn spawn(cfg: BackendConfig, addr: SocketAddr) -> std::io::Result<Runn
     let profile = Profile::compile(&cfg)?;
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(profile, cfg.capacity));
+    let shared = Arc::new(Shared::new(profile, cfg.capacity, cfg.h2_max_streams));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server::run(listener, shared.clone(), async {
         // Fires on an explicit stop and when the handle is dropped.

@@ -55,6 +55,10 @@ struct Cli {
     #[arg(long, value_name = "N")]
     capacity: Option<usize>,
 
+    /// HTTP/2 streams one connection may carry at once [default: 200]
+    #[arg(long, value_name = "N")]
+    h2_max_streams: Option<u32>,
+
     /// Tokio worker threads; 1 runs everything on the main thread
     #[arg(long, default_value_t = 2, value_name = "N")]
     threads: usize,
@@ -111,6 +115,7 @@ fn plan(cli: &Cli) -> Result<Vec<(BackendConfig, u16)>, String> {
         };
         let mut cfg = base.error_rate(cli.error_rate).seed(cli.seed);
         cfg.capacity = cli.capacity;
+        cfg.h2_max_streams = cli.h2_max_streams;
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     };

@@ -32,6 +32,9 @@ pub struct BackendConfig {
     pub capacity: Option<usize>,
     /// Seeds the failure decisions, so a run can be reproduced exactly.
     pub seed: u64,
+    /// HTTP/2 streams one connection may carry at once (SETTINGS_MAX_CONCURRENT_STREAMS);
+    /// `None` keeps hyper's default (200).
+    pub h2_max_streams: Option<u32>,
 }
 
 impl BackendConfig {
@@ -55,7 +58,13 @@ impl BackendConfig {
             error_rate: 0.0,
             capacity: None,
             seed: 1,
+            h2_max_streams: None,
         }
+    }
+
+    pub fn h2_max_streams(mut self, max: u32) -> Self {
+        self.h2_max_streams = Some(max);
+        self
     }
 
     pub fn error_rate(mut self, rate: f64) -> Self {

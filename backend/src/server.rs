@@ -36,15 +36,17 @@ pub(crate) struct Shared {
     pub gate: Option<Semaphore>,
     pub requests: AtomicU64,
     pub connections: AtomicU64,
+    pub h2_max_streams: Option<u32>,
 }
 
 impl Shared {
-    pub fn new(profile: Profile, capacity: Option<usize>) -> Self {
+    pub fn new(profile: Profile, capacity: Option<usize>, h2_max_streams: Option<u32>) -> Self {
         Self {
             profile,
             gate: capacity.map(Semaphore::new),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            h2_max_streams,
         }
     }
 }
@@ -90,9 +92,13 @@ pub(crate) async fn run(
 async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<()>) {
     // Responses are small and latency is the thing being measured.
     let _ = stream.set_nodelay(true);
+    let max_streams = shared.h2_max_streams;
     let service = service_fn(move |req| handle(shared.clone(), req));
-    let builder =
+    let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    if let Some(max) = max_streams {
+        builder.http2().max_concurrent_streams(max);
+    }
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {

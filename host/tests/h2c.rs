@@ -249,3 +249,35 @@ async fn h2c_to_an_http1_only_backend_says_what_to_change() {
     assert_eq!(status, 502, "{text}");
     assert!(text.contains("--upstream-protocol http1"), "{text}");
 }
+
+/// A backend that allows 4 streams per connection gets more connections when 16 requests
+/// are in flight at once, instead of a hidden queue behind one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_opens_more_connections_when_the_stream_limit_is_reached() {
+    let slow = backend::BackendConfig::with_latencies("A", &[500.0]).h2_max_streams(4);
+    let a = backend::spawn(slow, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let p = h2c_proxy(1, &[&a]).await;
+    // The first response carries the backend's limit.
+    assert_eq!(Client::connect(p.addr).await.get("/").await.0, 200);
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let addr = p.addr;
+            tokio::spawn(async move { Client::connect(addr).await.get("/").await.0 })
+        })
+        .collect();
+    for request in burst {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    let opened: u64 = p
+        .shared
+        .upstreams
+        .iter()
+        .map(|u| u.stats.opened.load(Ordering::Relaxed))
+        .sum();
+    p.shutdown().await.unwrap();
+    // 16 streams at 4 per connection: 4 connections when all overlap (a straggler that
+    // starts after others finished may reuse a freed stream).
+    assert!((3..=4).contains(&opened), "{opened} connections");
+}

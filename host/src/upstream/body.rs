@@ -51,10 +51,16 @@ pub struct H2Body {
     recv: h2::RecvStream,
     data_done: bool,
     size: SizeHint,
+    /// Holds the stream's place on its connection until the body is dropped.
+    _claim: super::h2c::InFlight,
 }
 
 impl H2Body {
-    pub(super) fn new(recv: h2::RecvStream, headers: &HeaderMap) -> Self {
+    pub(super) fn new(
+        recv: h2::RecvStream,
+        headers: &HeaderMap,
+        claim: super::h2c::InFlight,
+    ) -> Self {
         let mut size = SizeHint::new();
         if let Some(len) = headers
             .get(http::header::CONTENT_LENGTH)
@@ -67,6 +73,7 @@ impl H2Body {
             recv,
             data_done: false,
             size,
+            _claim: claim,
         }
     }
 

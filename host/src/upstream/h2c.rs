@@ -27,17 +27,24 @@ const STREAM_WINDOW: u32 = 1 << 20;
 /// their stream windows cannot stall the others.
 const CONNECTION_WINDOW: u32 = 64 << 20;
 
-/// One backend's multiplexed connections, used in turn.
+/// Connections one slot may grow to when the backend's stream limit is reached.
+const MAX_CONNS_PER_SLOT: usize = 64;
+
+/// One backend's multiplexed connections: slots used in turn, each with as many
+/// connections as the backend's stream limit requires.
 pub(super) struct Mux {
     slots: Vec<Slot>,
     next: AtomicUsize,
     /// PING interval, and how long a PING may go unanswered; None: no PINGs.
     keepalive: Option<Duration>,
+    /// The backend's SETTINGS_MAX_CONCURRENT_STREAMS, learnt from the first response;
+    /// unlimited until then.
+    stream_limit: AtomicUsize,
 }
 
 #[derive(Default)]
 struct Slot {
-    live: Mutex<Option<Conn>>,
+    live: Mutex<Vec<Conn>>,
     /// Held while connecting, so a burst of requests opens one connection, not one each.
     connecting: tokio::sync::Mutex<()>,
 }
@@ -47,6 +54,18 @@ struct Conn {
     sender: h2::client::SendRequest<Bytes>,
     /// Set by the connection's task when it ends (backend closed, GOAWAY, I/O error).
     closed: Arc<AtomicBool>,
+    /// Streams reserved on it and not yet finished.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// A stream's claim on its connection's capacity, given back when the response body is
+/// done with (or the exchange failed).
+pub(super) struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Mux {
@@ -55,6 +74,7 @@ impl Mux {
             slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
             keepalive,
+            stream_limit: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -66,38 +86,61 @@ impl Mux {
 }
 
 impl Slot {
-    fn current(&self) -> Option<Conn> {
+    fn live(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
         // Poisoning needs a panic while holding this lock, and nothing in here panics.
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.as_ref()
-            .filter(|c| !c.closed.load(Ordering::Acquire))
-            .cloned()
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The slot's connection, opened if there is none; `true` if it was already open.
-    async fn conn(&self, up: &Upstream) -> Result<(Conn, bool), UpstreamError> {
-        if let Some(c) = self.current() {
-            return Ok((c, true));
+    /// A stream on an open connection below the backend's limit, if there is one.
+    fn reserve(&self, limit: usize) -> Option<(Conn, InFlight)> {
+        let mut live = self.live();
+        live.retain(|c| !c.closed.load(Ordering::Acquire));
+        live.iter().find_map(|c| {
+            c.in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < limit).then_some(n + 1)
+                })
+                .ok()
+                .map(|_| (c.clone(), InFlight(c.in_flight.clone())))
+        })
+    }
+
+    /// A stream on one of the slot's connections, opening another when all are at the
+    /// backend's limit; `true` if the connection was already open.
+    async fn conn(&self, up: &Upstream) -> Result<(Conn, InFlight, bool), UpstreamError> {
+        let limit = up.mux.stream_limit.load(Ordering::Relaxed);
+        if let Some((c, f)) = self.reserve(limit) {
+            return Ok((c, f, true));
         }
         let _connecting = self.connecting.lock().await;
-        // Another request may have connected while this one waited.
-        if let Some(c) = self.current() {
-            return Ok((c, true));
+        // Another request may have connected, or streams ended, while this one waited.
+        if let Some((c, f)) = self.reserve(limit) {
+            return Ok((c, f, true));
+        }
+        {
+            let live = self.live();
+            if live.len() >= MAX_CONNS_PER_SLOT {
+                // At the cap: the least busy connection; HTTP/2 queues the stream there.
+                if let Some(c) = live
+                    .iter()
+                    .min_by_key(|c| c.in_flight.load(Ordering::Acquire))
+                {
+                    c.in_flight.fetch_add(1, Ordering::AcqRel);
+                    return Ok((c.clone(), InFlight(c.in_flight.clone()), true));
+                }
+            }
         }
         let conn = connect(up).await?;
-        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
-        Ok((conn, false))
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        let claim = InFlight(conn.in_flight.clone());
+        self.live().push(conn.clone());
+        Ok((conn, claim, false))
     }
 
     fn forget(&self, dead: &Conn) {
         dead.closed.store(true, Ordering::Release);
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        if live
-            .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(&c.closed, &dead.closed))
-        {
-            *live = None;
-        }
+        self.live()
+            .retain(|c| !Arc::ptr_eq(&c.closed, &dead.closed));
     }
 }
 
@@ -124,7 +167,7 @@ pub(super) async fn send(
         let Some(h) = head.take().or_else(|| spare.take()) else {
             break;
         };
-        let (conn, reused) = slot.conn(up).await?;
+        let (conn, claim, reused) = slot.conn(up).await?;
         let mut sender = match conn.sender.clone().ready().await {
             Ok(s) => s,
             Err(e) => {
@@ -151,10 +194,14 @@ pub(super) async fn send(
                 if reused {
                     up.stats.reused.fetch_add(1, Ordering::Relaxed);
                 }
+                // A response means the backend's SETTINGS have arrived, limit included.
+                up.mux
+                    .stream_limit
+                    .store(conn.sender.current_max_send_streams(), Ordering::Relaxed);
                 let (mut parts, recv) = resp.into_parts();
                 // The client side speaks HTTP/1.1.
                 parts.version = http::Version::HTTP_11;
-                let body = Body::H2(H2Body::new(recv, &parts.headers));
+                let body = Body::H2(H2Body::new(recv, &parts.headers, claim));
                 return Ok((Response::from_parts(parts, body), Lease::none(reused)));
             }
             Err(e) => {
@@ -280,7 +327,11 @@ async fn connect(up: &Upstream) -> Result<Conn, UpstreamError> {
         // next requests to a new one.
         flag.store(true, Ordering::Release);
     });
-    Ok(Conn { sender, closed })
+    Ok(Conn {
+        sender,
+        closed,
+        in_flight: Arc::new(AtomicUsize::new(0)),
+    })
 }
 
 /// PINGs the backend every `every`; returns once a PING went unanswered for as long (a
