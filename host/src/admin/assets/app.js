@@ -129,6 +129,11 @@
     // Auto scale whose range ignores the data: the window always ends now and scrolls.
     const x = { time: true, range: () => xRange() };
     const ms = { label: 'ms', size: 56 };
+    // One clock time per tick, spaced so labels never overlap on narrow charts (uPlot's
+    // default adds a date line under the first tick, which collided with its neighbours).
+    const two = (n) => String(n).padStart(2, '0');
+    const clock = (t) => { const d = new Date(t * 1000); return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`; };
+    const time = { space: 72, values: (u, splits) => splits.map(clock) };
     const series = [{}];
     model.ids.forEach((id, i) => {
       series.push({ label: `${id} mean`, stroke: color(i), width: 2, spanGaps: false, value: (u, v) => fmt(v) + ' ms' });
@@ -140,7 +145,7 @@
       {
         ...size(latencyEl, 280),
         scales: { x, y: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] } },
-        axes: [{}, ms],
+        axes: [time, ms],
         series,
         plugins: [markersPlugin()],
         legend: { live: true },
@@ -158,7 +163,7 @@
       {
         ...size(rpsEl, 180),
         scales: { x, y: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] } },
-        axes: [{}, { size: 56 }],
+        axes: [time, { size: 56 }],
         series: rpsSeries,
         cursor: { drag: { x: false, y: false } },
       },
@@ -174,7 +179,7 @@
       {
         ...size(connsEl, 180),
         scales: { x, y: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] } },
-        axes: [{}, { size: 56 }],
+        axes: [time, { size: 56 }],
         series: connSeries,
         cursor: { drag: { x: false, y: false } },
       },
