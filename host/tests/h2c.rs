@@ -52,11 +52,7 @@ async fn h2c_multiplexes_every_request_over_a_few_connections() {
     for t in tasks {
         t.await.unwrap();
     }
-    let stats = |f: fn(&switchyard::upstream::ConnStats) -> u64| -> u64 {
-        p.shared.upstreams.iter().map(|u| f(&u.stats)).sum()
-    };
-    let opened = stats(|s| s.opened.load(Ordering::Relaxed));
-    let reused = stats(|s| s.reused.load(Ordering::Relaxed));
+    let (opened, reused) = upstream_conns(&p);
     let accepted = a.connections() + b.connections();
     p.shutdown().await.unwrap();
     assert_eq!(opened, accepted, "host count agrees with the backends'");
@@ -87,12 +83,7 @@ async fn h2c_survives_a_backend_restart_without_failing_a_request() {
         let (status, body) = client.get("/").await;
         assert_eq!(status, 200, "request {i} after the restart: {body:?}");
     }
-    let opened: u64 = p
-        .shared
-        .upstreams
-        .iter()
-        .map(|u| u.stats.opened.load(Ordering::Relaxed))
-        .sum();
+    let (opened, _) = upstream_conns(&p);
     p.shutdown().await.unwrap();
     assert_eq!(opened, 2, "one connection before the restart, one after");
     assert_eq!(again.requests(), 20);
@@ -195,12 +186,7 @@ async fn h2c_drops_a_connection_whose_pings_go_unanswered() {
         }
     })
     .await;
-    let opened: u64 = p
-        .shared
-        .upstreams
-        .iter()
-        .map(|u| u.stats.opened.load(Ordering::Relaxed))
-        .sum();
+    let (opened, _) = upstream_conns(&p);
     p.shutdown().await.unwrap();
     assert!(
         recovered.is_ok(),
@@ -270,12 +256,7 @@ async fn h2c_opens_more_connections_when_the_stream_limit_is_reached() {
     for request in burst {
         assert_eq!(request.await.unwrap(), 200);
     }
-    let opened: u64 = p
-        .shared
-        .upstreams
-        .iter()
-        .map(|u| u.stats.opened.load(Ordering::Relaxed))
-        .sum();
+    let (opened, _) = upstream_conns(&p);
     p.shutdown().await.unwrap();
     // 16 streams at 4 per connection: 4 connections when all overlap (a straggler that
     // starts after others finished may reuse a freed stream).

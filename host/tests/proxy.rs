@@ -114,18 +114,7 @@ async fn non_persistent_opens_a_connection_per_request_persistent_reuses() {
         for t in tasks {
             t.await.unwrap();
         }
-        let opened: u64 = p
-            .shared
-            .upstreams
-            .iter()
-            .map(|u| u.stats.opened.load(Ordering::Relaxed))
-            .sum();
-        let reused: u64 = p
-            .shared
-            .upstreams
-            .iter()
-            .map(|u| u.stats.reused.load(Ordering::Relaxed))
-            .sum();
+        let (opened, reused) = upstream_conns(&p);
         let total = (requests_per_client * clients) as u64;
         let accepted = a.connections() + b.connections() - before;
         p.shutdown().await.unwrap();
@@ -229,12 +218,7 @@ async fn slow_backend_gets_504_and_the_next_request_succeeds() {
         assert!(String::from_utf8_lossy(&body).contains("backend A"));
         assert_eq!(client.get("/").await.0, 200, "{protocol}");
         assert_eq!(client.get("/").await.0, 200, "{protocol}");
-        let opened: u64 = p
-            .shared
-            .upstreams
-            .iter()
-            .map(|u| u.stats.opened.load(Ordering::Relaxed))
-            .sum();
+        let (opened, _) = upstream_conns(&p);
         p.shutdown().await.unwrap();
         let expected_opened = if protocol == "h2c" { 1 } else { 2 };
         assert_eq!(opened, expected_opened, "{protocol}");

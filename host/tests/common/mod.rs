@@ -65,6 +65,17 @@ pub async fn proxy(args: &[&str]) -> Running {
         .expect("proxy starts")
 }
 
+/// Upstream connections opened and reused so far, over all backends.
+pub fn upstream_conns(p: &Running) -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    p.shared.upstreams.iter().fold((0, 0), |(o, r), u| {
+        (
+            o + u.stats.opened.load(Relaxed),
+            r + u.stats.reused.load(Relaxed),
+        )
+    })
+}
+
 pub fn backend_args(backends: &[&RunningBackend]) -> Vec<String> {
     backends
         .iter()
