@@ -16,17 +16,21 @@ async fn h2c_proxy(
     backends: &[&backend::RunningBackend],
 ) -> switchyard::app::Running {
     let threads = threads.to_string();
-    let mut args = vec![
-        "--no-log",
-        "--upstream-protocol",
-        "h2c",
-        "--threads",
-        &threads,
-    ];
+    let targets: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{}={}", b.id(), b.url()))
+        .collect();
+    h2c_proxy_with(&["--threads", &threads], &targets).await
+}
+
+/// The proxy with rr over h2c upstreams to `targets` (`ID=URL`), plus `extra` flags.
+async fn h2c_proxy_with(extra: &[&str], targets: &[String]) -> switchyard::app::Running {
     let rr = policy("rr.wasm");
-    args.extend(["--policy", &rr]);
-    let backends = backend_args(backends);
-    args.extend(backends.iter().map(String::as_str));
+    let mut args = vec!["--no-log", "--upstream-protocol", "h2c", "--policy", &rr];
+    args.extend_from_slice(extra);
+    for t in targets {
+        args.extend(["--backend", t.as_str()]);
+    }
     proxy(&args).await
 }
 
@@ -152,24 +156,15 @@ async fn pump(
 async fn h2c_drops_a_connection_whose_pings_go_unanswered() {
     let a = backend("A", &[0.0]).await;
     let freezer = Freezer::start(a.addr).await;
-    let rr = policy("rr.wasm");
-    let target = format!("A=http://{}", freezer.addr);
-    let args = [
-        "--no-log",
-        "--policy",
-        &rr,
-        "--upstream-protocol",
-        "h2c",
+    let extra = [
         "--threads",
         "1",
         "--timeout",
         "1s",
         "--h2-keepalive",
         "300ms",
-        "--backend",
-        &target,
     ];
-    let p = proxy(&args).await;
+    let p = h2c_proxy_with(&extra, &[format!("A=http://{}", freezer.addr)]).await;
     let mut client = Client::connect(p.addr).await;
     for _ in 0..5 {
         assert_eq!(client.get("/").await.0, 200);
@@ -217,18 +212,7 @@ async fn h2c_to_an_http1_only_backend_says_what_to_change() {
             });
         }
     });
-    let rr = policy("rr.wasm");
-    let target = format!("A=http://{addr}");
-    let args = [
-        "--no-log",
-        "--policy",
-        &rr,
-        "--upstream-protocol",
-        "h2c",
-        "--backend",
-        &target,
-    ];
-    let p = proxy(&args).await;
+    let p = h2c_proxy_with(&[], &[format!("A=http://{addr}")]).await;
     let (status, body) = Client::connect(p.addr).await.get("/").await;
     p.shutdown().await.unwrap();
     let text = String::from_utf8_lossy(&body);

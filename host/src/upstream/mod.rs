@@ -211,29 +211,25 @@ async fn open(up: &Upstream) -> Result<TcpStream, UpstreamError> {
 
 /// Opens and handshakes a connection for a single exchange (see `oneshot` for its close).
 async fn connect_oneshot(up: &Upstream) -> Result<SendRequest<Incoming>, UpstreamError> {
-    let stream = open(up).await?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
-        oneshot::Abortive::new(stream),
-    ))
-    .await
-    .map_err(|e| UpstreamError::Broken(e.into()))?;
-    tokio::spawn(async move {
-        // Ends once the response is read and the connection shut down.
-        let _ = conn.await;
-    });
-    Ok(sender)
+    handshake(oneshot::Abortive::new(open(up).await?)).await
 }
 
 /// Opens and handshakes a new HTTP/1.1 connection.
 async fn connect(up: &Upstream) -> Result<SendRequest<Incoming>, UpstreamError> {
-    let stream = open(up).await?;
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| UpstreamError::Broken(e.into()))?;
+    handshake(open(up).await?).await
+}
+
+/// Starts HTTP/1.1 on `io`, with the connection driven by its own task.
+async fn handshake<T>(io: T) -> Result<SendRequest<Incoming>, UpstreamError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| UpstreamError::Broken(e.into()))?;
     tokio::spawn(async move {
-        // Ends when the backend closes or every sender is dropped; errors were already
-        // reported to the request that saw them.
+        // Ends when the exchange is over (non-persistent), the backend closes, or every
+        // sender is dropped; errors were already reported to the request that saw them.
         let _ = conn.await;
     });
     Ok(sender)
