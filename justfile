@@ -16,7 +16,7 @@ build-policies:
     @for p in {{ policies }}; do cp "policies/target/wasm32-wasip2/release/${p//-/_}.wasm" "policies/$p.wasm"; done
     @ls -l policies/*.wasm | awk '{ print "  " $9 " (" $5 " bytes)" }'
 
-# Build the hostile test policies into policies/fixtures/wasm/ (used by host/tests).
+# Build the hostile test policies into policies/fixtures/wasm/ (used by host/tests/all).
 build-fixtures:
     @rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
     cargo build --release --target wasm32-wasip2 --manifest-path policies/Cargo.toml {{ prepend("-p fixture-", fixtures) }}
@@ -46,13 +46,15 @@ run policy="ewma" upstream="persistent" *args="": build
 # The main job: the study's backends, the proxy with the ewma policy, and the dashboard.
 demo: (run "ewma" "persistent")
 
-# Everything CI checks: formatting, lints, policy unit tests, and the workspace tests.
+# Everything CI checks: formatting, lints, policy unit tests, the workspace tests, and the
+# headless-browser dashboard test (node + chromium, which `.ci/setup` installs).
 test: build-policies build-fixtures
     cargo fmt --all -- --check
     cargo fmt --all --manifest-path policies/Cargo.toml -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
     cargo test --release --manifest-path policies/Cargo.toml -p switchyard-policy-common
     cargo test --release --workspace
+    cargo test --release -p switchyard --test all -- --ignored dashboard_
 
 # Hot swap under load: wrk for 30 s against rr, swapped to ewma at 10 s and sma at 20 s by
 # rewriting the policy file; prints wrk's summary, shares per policy and swap times.

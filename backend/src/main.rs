@@ -142,6 +142,8 @@ fn plan(cli: &Cli) -> Result<Vec<(BackendConfig, u16)>, String> {
             .collect();
     }
 
+    // SERVER_ID and PORT are read here rather than by clap's `env`: clap would count them as
+    // given and refuse them beside --all, and a shell often exports PORT for other reasons.
     let id = cli
         .id
         .clone()

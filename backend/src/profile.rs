@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hyper::body::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
+use switchyard_rng::FailureRate;
 
 /// Ids that select the study's profiles.
 pub const STUDY_IDS: [&str; 3] = ["A", "B", "C"];
@@ -159,16 +160,6 @@ pub(crate) fn format_ms(ms: f64) -> String {
     format!("{ms}")
 }
 
-/// The i-th output of a splitmix64 stream started at `seed`. Being a pure
-/// function of the request index, failures land on the same requests no
-/// matter how concurrent requests interleave, without any shared RNG state.
-pub(crate) fn splitmix64_at(seed: u64, index: u64) -> u64 {
-    let mut z = seed.wrapping_add(index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// One pre-formatted step of the cycle.
 pub(crate) struct Step {
     pub delay: Option<Duration>,
@@ -183,13 +174,13 @@ pub(crate) struct Profile {
     pub error_body: Bytes,
     pub seed: u64,
     /// Failure iff the top 53 bits of the draw fall below this; 2^53 means always.
-    error_threshold: u64,
+    error_rate: FailureRate,
     pub id_header: HeaderName,
     pub latency_header: HeaderName,
 }
 
 impl Profile {
-    pub fn compile(cfg: &BackendConfig) -> Result<Self, ConfigError> {
+    pub(crate) fn compile(cfg: &BackendConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let id = HeaderValue::from_str(&cfg.id)
             .map_err(|_| ConfigError(format!("invalid backend id {:?}", cfg.id)))?;
@@ -211,18 +202,20 @@ impl Profile {
             steps,
             error_body: Bytes::from(format!("Simulated failure from {}", cfg.id)),
             seed: cfg.seed,
-            error_threshold: (cfg.error_rate * (1u64 << 53) as f64) as u64,
+            error_rate: FailureRate::new(cfg.error_rate),
             id_header: HeaderName::from_static("x-backend-id"),
             latency_header: HeaderName::from_static("x-simulated-latency-ms"),
         })
     }
 
-    pub fn step(&self, index: u64) -> &Step {
+    pub(crate) fn step(&self, index: u64) -> &Step {
         &self.steps[(index % self.steps.len() as u64) as usize]
     }
 
-    pub fn fails(&self, index: u64) -> bool {
-        self.error_threshold != 0 && (splitmix64_at(self.seed, index) >> 11) < self.error_threshold
+    pub(crate) fn fails(&self, index: u64) -> bool {
+        // A pure function of the request index (switchyard-rng): failures land on the same
+        // requests however concurrent requests interleave, exactly as in the simulator.
+        self.error_rate.fails(self.seed, index)
     }
 }
 

@@ -14,9 +14,9 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use switchyard_listener::Draining;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::Semaphore;
 
 use crate::profile::Profile;
 
@@ -40,7 +40,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(profile: Profile, capacity: Option<usize>, h2_max_streams: Option<u32>) -> Self {
+    pub(crate) fn new(
+        profile: Profile,
+        capacity: Option<usize>,
+        h2_max_streams: Option<u32>,
+    ) -> Self {
         Self {
             profile,
             gate: capacity.map(Semaphore::new),
@@ -53,61 +57,30 @@ impl Shared {
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish (up to [`SHUTDOWN_GRACE`]) and closes idle keep-alive
-/// connections.
+/// connections (the project's one accept loop, `switchyard-listener`).
 pub(crate) async fn run(
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (stop_tx, stop_rx) = watch::channel(());
-    let mut conns = JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    shared.connections.fetch_add(1, Ordering::Relaxed);
-                    conns.spawn(connection(stream, shared.clone(), stop_rx.clone()));
-                }
-                // Typically EMFILE or an aborted handshake: the listener
-                // itself is fine, so back off briefly instead of dying.
-                Err(e) => {
-                    eprintln!("backend: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    // Receivers see the send (or the drop) as a change and shut down gracefully.
-    drop(stop_tx);
-    let drain = async { while conns.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, drain).await;
-    conns.shutdown().await;
+    let connection = |stream: TcpStream, _peer, draining| {
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        connection(stream, shared.clone(), draining)
+    };
+    switchyard_listener::serve(listener, connection, shutdown, SHUTDOWN_GRACE).await;
 }
 
-async fn connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<()>) {
-    // Responses are small and latency is the thing being measured.
-    let _ = stream.set_nodelay(true);
+async fn connection(stream: TcpStream, shared: Arc<Shared>, draining: Draining) {
     let max_streams = shared.h2_max_streams;
     let service = service_fn(move |req| handle(shared.clone(), req));
+    // HTTP/1.1 and h2c (prior knowledge) on every connection.
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     if let Some(max) = max_streams {
         builder.http2().max_concurrent_streams(max);
     }
     let conn = builder.serve_connection(TokioIo::new(stream), service);
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+    switchyard_listener::until_drained(conn, draining).await;
 }
 
 async fn handle(

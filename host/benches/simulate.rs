@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use switchyard::sim::{simulate, Scenario, SimOptions};
 use switchyard_runtime::PolicyRuntime;
+use switchyard_sim::{simulate, Scenario, SimOptions};
 
 const RUNS: usize = 5;
 

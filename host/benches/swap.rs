@@ -63,7 +63,7 @@ async fn run(swaps: usize) {
         argv.extend(["--backend".to_string(), format!("{}={}", b.id(), b.url())]);
     }
     let cli = switchyard::cli::Cli::try_parse_from(argv).expect("args");
-    let proxy = switchyard::app::start(&cli.serve, false)
+    let proxy = switchyard::app::start_with_args(&cli.serve, switchyard::app::Console::Off)
         .await
         .expect("proxy");
 

@@ -1,12 +1,14 @@
-//! Command-line interface: flags, and parsing of the values they take. Every error names
-//! the flag, the bad value and what to write instead.
-use std::net::{SocketAddr, ToSocketAddrs};
+//! Command-line interface: the flags and subcommands, and the parsing of the values they
+//! take. Every error names the flag, the bad value and what to write instead. Turning the
+//! flags into a configuration is [`crate::config`]'s job; nothing here starts anything.
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand};
-
-use crate::upstream::{Mode, Protocol};
+use switchyard_input::duration;
+use switchyard_upstream::{Mode, Protocol};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,19 +18,24 @@ use crate::upstream::{Mode, Protocol};
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// A subcommand; without one, the proxy runs.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The proxy's flags.
     #[command(flatten)]
     pub serve: ServeArgs,
 }
 
+/// The subcommands besides the proxy itself (each can be left out of a lean build).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a policy in a deterministic discrete-event simulation (virtual time).
-    Simulate(crate::sim::SimulateArgs),
+    #[cfg(feature = "sim")]
+    Simulate(switchyard_sim::SimulateArgs),
     /// Analyze request logs (a `just bench` folder, or CSV files): the study's tables,
     /// charts and REPORT.md.
-    Analyze(crate::analyze::AnalyzeArgs),
+    #[cfg(feature = "analyze")]
+    Analyze(switchyard_analyze::AnalyzeArgs),
 }
 
 /// Proxy flags (the default command).
@@ -41,29 +48,31 @@ pub struct ServeArgs {
     /// A backend, as [ID=]http://HOST:PORT[,weight=N]; repeat for each. Default: the
     /// study's A=http://127.0.0.1:8081, B=…:8082, C=…:8083.
     #[arg(long = "backend", value_name = "URL", value_parser = parse_backend)]
-    pub backends: Vec<BackendSpec>,
+    pub backends: Vec<BackendArg>,
 
     /// The routing policy: a wasm component implementing wit/policy.wit.
     #[arg(long, default_value = "policies/ewma.wasm", value_name = "FILE")]
     pub policy: PathBuf,
 
     /// A policy setting, e.g. alpha=0.3; repeatable.
-    #[arg(long = "policy-arg", value_name = "K=V", value_parser = parse_key_value)]
+    #[arg(long = "policy-arg", value_name = "K=V", value_parser = switchyard_input::key_value)]
     pub policy_args: Vec<(String, String)>,
 
     /// Reuse upstream connections (persistent) or open one per request (non-persistent).
-    #[arg(long, value_enum, default_value = "persistent")]
+    #[arg(long, default_value = "persistent", value_name = "MODE",
+          value_parser = PossibleValuesParser::new(Mode::ALL.map(Mode::as_str)).try_map(|s| s.parse::<Mode>()))]
     pub upstream: Mode,
 
     /// Protocol towards the backends: http1, or h2c (HTTP/2 with prior knowledge, every
     /// request a stream on a few shared connections; needs backends that speak h2c and
     /// --upstream persistent).
-    #[arg(long, value_enum, default_value = "http1", value_name = "PROTOCOL")]
+    #[arg(long, default_value = "http1", value_name = "PROTOCOL",
+          value_parser = PossibleValuesParser::new(Protocol::ALL.map(Protocol::as_str)).try_map(|s| s.parse::<Protocol>()))]
     pub upstream_protocol: Protocol,
 
     /// h2c: PING each upstream connection this often, and drop one whose PING goes
-    /// unanswered for as long (a backend host gone without closing TCP); 0 turns it off.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    /// unanswered for as long (a backend host gone without closing TCP); 0s turns it off.
+    #[arg(long, default_value = "10s", value_parser = duration::parse, value_name = "DURATION")]
     pub h2_keepalive: Duration,
 
     /// Do not reload the policy when its file changes (SIGHUP still reloads it).
@@ -84,12 +93,12 @@ pub struct ServeArgs {
     pub no_log: bool,
 
     /// Upstream timeout: connect plus response head (e.g. 10s, 500ms).
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = duration::parse, value_name = "DURATION")]
     pub timeout: Duration,
 
     /// Longest pause between two pieces of a response body; a backend that stalls longer
     /// has its response cut off (logged and observed as a timeout).
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = duration::parse, value_name = "DURATION")]
     pub body_timeout: Duration,
 
     /// One console line per request.
@@ -109,7 +118,7 @@ pub struct ServeArgs {
     pub replay: usize,
 
     /// CPU deadline for one policy call.
-    #[arg(long, default_value = "5ms", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5ms", value_parser = duration::parse, value_name = "DURATION")]
     pub policy_deadline: Duration,
 
     /// Memory cap for a policy instance, in MiB.
@@ -127,24 +136,32 @@ pub struct ServeArgs {
     pub no_admin: bool,
 
     /// Require this token on every admin request (Authorization: Bearer TOKEN, or
-    /// ?token=TOKEN in the browser). Default: $SWITCHYARD_ADMIN_TOKEN.
-    #[arg(long, value_name = "TOKEN")]
+    /// ?token=TOKEN in the browser).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SWITCHYARD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
 }
 
-/// A `--backend` value.
-#[derive(Debug, Clone)]
-pub struct BackendSpec {
+/// A `--backend` value, as written: resolving the host is [`crate::config`]'s job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendArg {
+    /// `ID=`, when given.
     pub id: Option<String>,
+    /// `http://host:port`, normalised (no trailing slash).
     pub url: String,
-    /// `host:port` as written, for the Host header.
+    /// `host:port` as written, for the Host header and for resolving.
     pub authority: String,
+    /// `,weight=N`, when given.
     pub weight: Option<u32>,
 }
 
-impl BackendSpec {
-    /// The study's three backends.
-    pub fn study() -> Vec<BackendSpec> {
+impl BackendArg {
+    /// The study's three backends, the default when no `--backend` is given.
+    pub fn study() -> Vec<BackendArg> {
         [
             "A=http://127.0.0.1:8081",
             "B=http://127.0.0.1:8082",
@@ -154,26 +171,14 @@ impl BackendSpec {
         .filter_map(|s| parse_backend(s).ok())
         .collect()
     }
-
-    /// Resolves the host name once, at start-up.
-    pub fn resolve(&self) -> Result<SocketAddr, String> {
-        self.authority
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| {
-                format!(
-                    "cannot resolve backend {}: check the host name, or use an IP address",
-                    self.url
-                )
-            })
-    }
 }
 
 const BACKEND_HELP: &str =
     "expected [ID=]http://HOST:PORT[,weight=N], e.g. A=http://127.0.0.1:8081";
 
-pub fn parse_backend(s: &str) -> Result<BackendSpec, String> {
+/// Parses `[ID=]http://HOST:PORT[,weight=N]`; the URL is checked by `http::Uri` (scheme,
+/// authority with a port, no path, no user info; IPv6 in brackets).
+pub fn parse_backend(s: &str) -> Result<BackendArg, String> {
     let (main, weight) = match s.split_once(",weight=") {
         Some((m, w)) => {
             let w: u32 =
@@ -193,61 +198,30 @@ pub fn parse_backend(s: &str) -> Result<BackendSpec, String> {
         }
         _ => (None, main),
     };
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(if url.starts_with("https://") {
-            format!("`{s}`: https backends are not supported yet; use http://")
-        } else {
-            format!("`{s}` is not an http URL: {BACKEND_HELP}")
-        });
-    };
-    let authority = rest.trim_end_matches('/');
-    let port_ok = authority
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if !port_ok || authority.contains('/') || authority.contains('@') {
-        return Err(format!(
-            "`{s}` must be http://HOST:PORT with no path: {BACKEND_HELP}"
-        ));
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("`{s}` is not an http URL: {BACKEND_HELP}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "`{s}`: https backends are not supported yet; use http://"
+            ))
+        }
+        _ => return Err(format!("`{s}` is not an http URL: {BACKEND_HELP}")),
     }
-    Ok(BackendSpec {
+    let no_path = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
+    let authority = uri
+        .authority()
+        .filter(|a| no_path && !a.as_str().contains('@') && !a.host().is_empty())
+        .filter(|a| a.port_u16().is_some_and(|p| p > 0))
+        .ok_or_else(|| format!("`{s}` must be http://HOST:PORT with no path: {BACKEND_HELP}"))?;
+    Ok(BackendArg {
         id,
         url: format!("http://{authority}"),
         authority: authority.to_string(),
         weight,
     })
-}
-
-pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
-        _ => Err(format!("`{s}` is not KEY=VALUE, e.g. alpha=0.3")),
-    }
-}
-
-/// Parses `10s`, `500ms`, `1.5s`, `2m`, `250us`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration: write e.g. 10s, 500ms or 2m"))?;
-    let scale = match unit {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" | "" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use ms, s, m or h")),
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 1e9 {
-        return Err(format!("`{s}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -276,12 +250,42 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
+    fn ipv6_backends_parse() {
+        let b = parse_backend("V6=http://[::1]:8081").unwrap();
+        assert_eq!(
+            (b.url.as_str(), b.authority.as_str()),
+            ("http://[::1]:8081", "[::1]:8081")
+        );
+        assert!(parse_backend("http://user@x:1").is_err());
+        assert!(parse_backend("http://x:1?q").is_err());
+    }
+
+    #[test]
+    fn durations_take_the_one_grammar() {
+        let cli = |v: &str| Cli::try_parse_from(["switchyard", "--timeout", v]);
+        assert_eq!(
+            cli("1.5s").unwrap().serve.timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(cli("2m").unwrap().serve.timeout, Duration::from_secs(120));
+        // A unit is required, as in `simulate`: `10` could mean 10 ms or 10 s.
+        let err = cli("10").unwrap_err().to_string();
+        assert!(err.contains("write e.g. 10s"), "{err}");
+        assert!(cli("ten").is_err());
+    }
+
+    #[test]
+    fn upstream_modes_parse_by_name() {
+        let cli = |v: &[&str]| Cli::try_parse_from([&["switchyard"], v].concat());
+        let a = cli(&["--upstream", "non-persistent", "--upstream-protocol", "h2c"]).unwrap();
+        assert_eq!(
+            (a.serve.upstream, a.serve.upstream_protocol),
+            (Mode::NonPersistent, Protocol::H2c)
+        );
+        let err = cli(&["--upstream", "sometimes"]).unwrap_err().to_string();
+        assert!(
+            err.contains("persistent") && err.contains("non-persistent"),
+            "{err}"
+        );
     }
 }

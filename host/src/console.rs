@@ -5,17 +5,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::proxy::Shared;
+use switchyard_runtime::Backend;
 
-/// `println!` that never panics: a closed stdout (piped into `head`, or a supervisor that
-/// stopped reading) must not take the proxy down with it.
-#[macro_export]
-macro_rules! say {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($t)*);
-    }};
-}
+use crate::out::say;
+use crate::proxy::Shared;
 use crate::telemetry::{Second, Telemetry, Totals};
 
 pub struct Banner<'a> {
@@ -23,19 +16,19 @@ pub struct Banner<'a> {
     pub policy_name: &'a str,
     pub policy_file: &'a std::path::Path,
     pub compile: Duration,
-    pub backends: &'a [(String, String)],
+    pub backends: &'a [Backend],
     pub upstream: &'a str,
     pub timeout: Duration,
     pub log: Option<&'a std::path::Path>,
 }
 
 pub fn print_banner(b: &Banner<'_>) {
-    crate::say!(
+    say!(
         "switchyard {} listening on http://{}",
         env!("CARGO_PKG_VERSION"),
         b.listen
     );
-    crate::say!(
+    say!(
         "  policy    {} ({}, compiled in {} ms)",
         b.policy_name,
         b.policy_file.display(),
@@ -44,13 +37,13 @@ pub fn print_banner(b: &Banner<'_>) {
     let list: Vec<String> = b
         .backends
         .iter()
-        .map(|(id, url)| format!("{id} {url}"))
+        .map(|b| format!("{} {}", b.id, b.url))
         .collect();
-    crate::say!("  backends  {}", list.join(", "));
-    crate::say!("  upstream  {}, timeout {:?}", b.upstream, b.timeout);
+    say!("  backends  {}", list.join(", "));
+    say!("  upstream  {}, timeout {:?}", b.upstream, b.timeout);
     match b.log {
-        Some(p) => crate::say!("  log       {}", p.display()),
-        None => crate::say!("  log       off"),
+        Some(p) => say!("  log       {}", p.display()),
+        None => say!("  log       off"),
     }
 }
 
@@ -107,7 +100,7 @@ pub async fn run(shared: std::sync::Arc<Shared>, telemetry: std::sync::Arc<Telem
         for w in telemetry.seconds_after(printed) {
             printed = w.unix;
             if w.requests > 0 {
-                crate::say!("{}", summary_line(&shared, &w, shared.epoch.elapsed()));
+                say!("{}", summary_line(&shared, &w, shared.epoch.elapsed()));
             }
         }
     }
@@ -132,11 +125,11 @@ pub fn print_totals(shared: &Shared, total: &Totals, logged: Option<&std::path::
             up.stats.reused.load(Ordering::Relaxed)
         );
     }
-    crate::say!("{line}");
+    say!("{line}");
     let c = shared.router.counters();
     let faults: u64 = c.faults.iter().map(|f| f.load(Ordering::Relaxed)).sum();
     if faults > 0 || c.swaps.load(Ordering::Relaxed) > 0 {
-        crate::say!(
+        say!(
             "policy: {} faults, {} swaps, {} failed swaps",
             faults,
             c.swaps.load(Ordering::Relaxed),
@@ -144,6 +137,6 @@ pub fn print_totals(shared: &Shared, total: &Totals, logged: Option<&std::path::
         );
     }
     if let Some(p) = logged {
-        crate::say!("log: {} rows in {}", total.requests, p.display());
+        say!("log: {} rows in {}", total.requests, p.display());
     }
 }

@@ -1,21 +1,23 @@
 //! Switchyard: a reverse-proxy load balancer whose routing policies are wasm components.
 //!
-//! One module per concern; dependencies point one way:
-//! - `switchyard_runtime` (host/runtime): policies, sandbox, swaps. Knows nothing of HTTP.
-//! - [`upstream`]: connections to backends (pooled or one per request). Knows nothing of policies.
-//! - [`proxy`]: the listener and forwarding; asks the router, uses upstreams, emits events.
-//! - [`telemetry`]: receives request events; CSV log, console summary, counters.
-//! - [`sim`]: the deterministic simulator, driving the same router in virtual time.
-//! - [`report`]: run statistics and the study's tables, shared by `analyze` and `simulate`.
-//! - [`app`] wires them together for the proxy command; [`console`] prints what it does;
-//!   [`admin`] serves the live dashboard, Prometheus metrics and the admin API.
+//! The proxy's own crate. The seams whose direction matters are crates, so breaking them is
+//! a compile error (README, "Layout"):
+//! - `switchyard-listener`: binding and accepting, shared with the admin server and backends;
+//! - `switchyard-runtime`: policies, sandbox, swaps; knows nothing of HTTP or files;
+//! - `switchyard-upstream`: connections to backends; knows nothing of policies;
+//! - `switchyard-sim`, `switchyard-analyze`, `switchyard-report`: offline tools, optional
+//!   features of the binary.
+//!
+//! Inside this crate, dependencies point one way too: [`cli`] -> [`config`] -> [`app`], which
+//! wires [`proxy`] (forwarding: asks the router, uses upstreams, emits events), [`telemetry`]
+//! (receives events: CSV log, live aggregates), [`reload`] (watches the policy file),
+//! [`admin`] (dashboard, metrics, API: reads what the others keep) and [`console`] (prints).
 pub mod admin;
-pub mod analyze;
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod console;
+mod out;
 pub mod proxy;
-pub mod report;
-pub mod sim;
+pub mod reload;
 pub mod telemetry;
-pub mod upstream;

@@ -1,8 +1,12 @@
+//! The `switchyard` binary: parses the command line, runs the proxy or a subcommand, and
+//! maps errors to exit codes (2: the operator's input, 1: anything else).
 use std::process::ExitCode;
 
 use clap::Parser;
-use switchyard::app::{self, BadInput};
-use switchyard::cli::{Cli, Command};
+use switchyard::app::{self, Console};
+use switchyard::cli::{Cli, Command, ServeArgs};
+use switchyard::reload::Reloader;
+use switchyard_input::UsageError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,15 +27,17 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let result = match cli.command {
-        Some(Command::Simulate(args)) => switchyard::sim::run(&args),
-        Some(Command::Analyze(args)) => switchyard::analyze::run(&args),
+        #[cfg(feature = "sim")]
+        Some(Command::Simulate(args)) => switchyard_sim::run(&args),
+        #[cfg(feature = "analyze")]
+        Some(Command::Analyze(args)) => switchyard_analyze::run(&args),
         None => serve(&cli.serve),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<BadInput>().is_some() || is_bad_input(&e) {
+            if e.chain().any(|c| c.is::<UsageError>()) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -40,28 +46,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Errors a subcommand marks as the operator's to fix.
-fn is_bad_input(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<BadInput>())
-}
-
-fn serve(args: &switchyard::cli::ServeArgs) -> anyhow::Result<()> {
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let mut builder = if args.threads == Some(1) {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
-    if let Some(n) = args.threads {
-        if n > 1 {
-            builder.worker_threads(n as usize);
-        }
+    if let Some(n) = args.threads.filter(|&n| n > 1) {
+        builder.worker_threads(n as usize);
     }
     let rt = builder.enable_all().build()?;
     rt.block_on(async {
         // Registered before start-up so that an early SIGHUP reloads rather than kills.
         #[cfg(unix)]
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let running = app::start(args, true).await?;
+        let running = app::start_with_args(args, Console::On).await?;
         #[cfg(unix)]
         spawn_sighup_reload(hup, running.reloader.clone());
         wait_for_signal().await;
@@ -76,10 +75,7 @@ fn serve(args: &switchyard::cli::ServeArgs) -> anyhow::Result<()> {
 
 /// SIGHUP reloads the policy file, as with most daemons.
 #[cfg(unix)]
-fn spawn_sighup_reload(
-    hup: Option<tokio::signal::unix::Signal>,
-    reloader: switchyard_runtime::Reloader,
-) {
+fn spawn_sighup_reload(hup: Option<tokio::signal::unix::Signal>, reloader: Reloader) {
     let Some(mut hup) = hup else {
         tracing::warn!("cannot listen for SIGHUP; the policy still reloads when its file changes");
         return;

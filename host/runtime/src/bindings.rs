@@ -5,7 +5,7 @@ wasmtime::component::bindgen!({
     world: "router",
 });
 
-pub use switchyard::policy::types::{
+pub(crate) use switchyard::policy::types::{
     Backend as WitBackend, Observation as WitObservation, Outcome as WitOutcome,
     Request as WitRequest, RequestFields, Setup as WitSetup,
 };

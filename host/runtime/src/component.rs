@@ -15,14 +15,14 @@ use crate::PolicyRuntime;
 /// running policy on reload), and its message is shown to the operator as is.
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("policy file {0} not found: build the policies with `just build-policies`, or pass the path of a .wasm component")]
+    #[error("policy file {0} not found: pass the path of a built .wasm component")]
     NotFound(PathBuf),
     #[error("cannot read policy file {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("policy file {0} is empty: it may still be being written; rebuild it with `just build-policies`")]
+    #[error("policy file {0} is empty: it may still be being written; rebuild it")]
     Empty(PathBuf),
     #[error("policy file {0} is not WebAssembly (no \\0asm header): pass a .wasm component built for wasm32-wasip2")]
     NotWasm(PathBuf),

@@ -46,7 +46,7 @@ pub struct PolicyInstance {
 }
 
 /// The epoch ticker's period; deadlines are whole ticks.
-pub const TICK: std::time::Duration = std::time::Duration::from_millis(1);
+pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl PolicyInstance {
     /// Instantiates and configures `component`. Slow (microseconds to milliseconds): never

@@ -6,7 +6,6 @@
 mod bindings;
 mod component;
 mod instance;
-mod reload;
 mod router;
 mod sandbox;
 mod stderr;
@@ -17,7 +16,6 @@ use std::sync::Arc;
 
 pub use component::{LoadError, PolicyComponent};
 pub use instance::{Fault, PolicyInfo, PolicyInstance, Setup};
-pub use reload::{Clock, Reloader};
 pub use router::{
     Choice, Counters, PolicyStatus, Rebuild, Router, RouterOptions, SwapReport, BUILTIN_NAME,
     FALLBACK_NAME, TIMING_SAMPLE,

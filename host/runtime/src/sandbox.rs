@@ -28,7 +28,7 @@ use crate::stderr::LogStream;
 
 /// Per-store data: the WASI context, the resource table, the memory limiter and the
 /// state of the CPU deadline.
-pub struct StoreState {
+pub(crate) struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryCap,
@@ -70,14 +70,9 @@ impl Deadline {
 /// CPU time this thread has used. Called only when a deadline window ends (rarely).
 #[cfg(unix)]
 fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux/BSD/macOS
-    // all support. On failure `ts` stays zero, which reads as "not busy" and only delays
-    // the interrupt to the wall-time cap.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    // rustix's safe wrapper over clock_gettime(CLOCK_THREAD_CPUTIME_ID), a clock every
+    // Unix the proxy runs on has; it cannot fail for this clock id.
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(
         ts.tv_sec.max(0) as u64,
         ts.tv_nsec.clamp(0, 999_999_999) as u32,
@@ -91,7 +86,7 @@ fn thread_cpu_time() -> Duration {
 }
 
 impl StoreState {
-    pub fn new(label: &str, seed: u64, memory_bytes: usize) -> Self {
+    pub(crate) fn new(label: &str, seed: u64, memory_bytes: usize) -> Self {
         let log = LogStream::new(label);
         let mut random = Vec::with_capacity(256);
         let mut x = seed;
@@ -126,29 +121,29 @@ impl StoreState {
     }
 
     /// Sets the deadline's window (half the per-call deadline, in ticks of `tick`).
-    pub fn set_deadline_window(&mut self, window_ticks: u64, tick: Duration) {
+    pub(crate) fn set_deadline_window(&mut self, window_ticks: u64, tick: Duration) {
         self.deadline.window_ticks = window_ticks;
         self.deadline.window = tick * window_ticks as u32;
     }
 
     /// Starts a new call's deadline; returns the ticks until its first check.
-    pub fn arm_deadline(&mut self) -> u64 {
+    pub(crate) fn arm_deadline(&mut self) -> u64 {
         self.deadline.cpu_mark = None;
         self.deadline.windows = 0;
         self.deadline.window_ticks
     }
 
     /// For `Store::epoch_deadline_callback`.
-    pub fn on_deadline(&mut self) -> wasmtime::UpdateDeadline {
+    pub(crate) fn on_deadline(&mut self) -> wasmtime::UpdateDeadline {
         self.deadline.on_expiry()
     }
 
-    pub fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+    pub(crate) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limiter
     }
 
     /// Whether a memory grow was refused since the last call to `take_memory_hit`.
-    pub fn take_memory_hit(&mut self) -> bool {
+    pub(crate) fn take_memory_hit(&mut self) -> bool {
         std::mem::take(&mut self.limiter.hit)
     }
 }
@@ -220,7 +215,7 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 
 /// Builds the engine: epoch interruption for the CPU deadline, and no component-model
 /// concurrency (it roughly triples the cost of each call; see wasmtime#12836).
-pub fn engine() -> wasmtime::Result<Engine> {
+pub(crate) fn engine() -> wasmtime::Result<Engine> {
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
     config.concurrency_support(false);
@@ -228,7 +223,7 @@ pub fn engine() -> wasmtime::Result<Engine> {
 }
 
 /// The linker with the WASI subset described at the top of this module.
-pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
     use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
@@ -311,7 +306,7 @@ const LINKED: &[&str] = &[
 
 /// The first import of `component` that the sandbox does not provide, if any (e.g. a
 /// policy that uses `std::net` imports `wasi:sockets/tcp`).
-pub fn forbidden_import(
+pub(crate) fn forbidden_import(
     component: &wasmtime::component::Component,
     engine: &Engine,
 ) -> Option<String> {
@@ -441,7 +436,7 @@ impl streams::HostInputStream for Table<'_> {
 
 /// Starts the thread that advances the engine's epoch every `tick`, which is what makes
 /// call deadlines fire. It stops by itself when the engine is dropped.
-pub fn start_epoch_ticker(engine: &Engine, tick: Duration) {
+pub(crate) fn start_epoch_ticker(engine: &Engine, tick: Duration) {
     let weak = engine.weak();
     let _ = std::thread::Builder::new()
         .name("policy-epoch".into())

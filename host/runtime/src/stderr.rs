@@ -17,7 +17,7 @@ const MAX_LINE: usize = 512;
 const LINES_PER_SEC: u32 = 50;
 
 #[derive(Clone)]
-pub struct LogStream(Arc<Mutex<Lines>>);
+pub(crate) struct LogStream(Arc<Mutex<Lines>>);
 
 struct Lines {
     label: String,
@@ -28,7 +28,7 @@ struct Lines {
 }
 
 impl LogStream {
-    pub fn new(label: &str) -> Self {
+    pub(crate) fn new(label: &str) -> Self {
         LogStream(Arc::new(Mutex::new(Lines {
             label: label.to_string(),
             partial: Vec::new(),

@@ -8,29 +8,30 @@ use std::net::{IpAddr, SocketAddr};
 use http::{header, Request, Response, StatusCode};
 
 use super::body::AdminBody;
-use crate::app::BadInput;
+use switchyard_input::UsageError;
 
-/// The environment variable read when `--admin-token` is not given.
+/// The environment variable read when `--admin-token` is not given (clap reads it:
+/// `crate::cli::ServeArgs::admin_token`).
 pub const TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
 
-/// `--admin-token`, else the environment variable; an empty token is a mistake, not "none".
-pub fn resolve_token(flag: Option<&str>, env: Option<&str>) -> Result<Option<String>, BadInput> {
-    match flag.or(env) {
+/// `--admin-token` (or the environment variable); an empty token is a mistake, not "none".
+pub(super) fn check_token(token: Option<&str>) -> Result<Option<String>, UsageError> {
+    match token {
         None => Ok(None),
-        Some(t) if t.trim().is_empty() => Err(BadInput(format!(
+        Some(t) if t.trim().is_empty() => Err(UsageError::new(format!(
             "the admin token is empty: pass --admin-token TOKEN (or set {TOKEN_ENV}) with a non-empty value"
         ))),
-        Some(t) if t.chars().any(|c| c.is_control() || c == ' ') => Err(BadInput(
-            "the admin token must not contain spaces or control characters".into(),
+        Some(t) if t.chars().any(|c| c.is_control() || c == ' ') => Err(UsageError::new(
+            "the admin token must not contain spaces or control characters",
         )),
         Some(t) => Ok(Some(t.to_string())),
     }
 }
 
 /// Refuses to expose the admin API beyond this machine without a token.
-pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), BadInput> {
+pub(super) fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), UsageError> {
     if token.is_none() && !addr.ip().is_loopback() {
-        return Err(BadInput(format!(
+        return Err(UsageError::new(format!(
             "--admin {addr} is reachable from other machines: set a token with --admin-token TOKEN \
              (or {TOKEN_ENV}), or listen on loopback, e.g. --admin 127.0.0.1:5002"
         )));
@@ -38,17 +39,17 @@ pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), BadInput>
     Ok(())
 }
 
-pub struct Auth {
+pub(super) struct Auth {
     token: Option<String>,
 }
 
 impl Auth {
-    pub fn new(token: Option<String>) -> Self {
+    pub(super) fn new(token: Option<String>) -> Self {
         Auth { token }
     }
 
     /// The refusal to send back, if `req` may not use the admin port.
-    pub fn refusal<B>(&self, req: &Request<B>) -> Option<Response<AdminBody>> {
+    pub(super) fn refusal<B>(&self, req: &Request<B>) -> Option<Response<AdminBody>> {
         match &self.token {
             Some(token) => {
                 let bearer = req
@@ -118,7 +119,7 @@ fn host_is_loopback(host: &str) -> bool {
 
 /// The percent-decoded value of `name` in a query string (`+` is a space, as browsers
 /// encode forms and `URLSearchParams`).
-pub fn query_param(query: &str, name: &str) -> Option<String> {
+pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| percent_decode(v))
@@ -201,14 +202,9 @@ mod tests {
         assert!(check_bind("[::1]:5002".parse().unwrap(), None).is_ok());
         assert!(check_bind("0.0.0.0:5002".parse().unwrap(), None).is_err());
         assert!(check_bind("0.0.0.0:5002".parse().unwrap(), Some("t")).is_ok());
-        assert!(resolve_token(Some(""), None).is_err());
-        assert_eq!(
-            resolve_token(None, Some("e")).unwrap().as_deref(),
-            Some("e")
-        );
-        assert_eq!(
-            resolve_token(Some("f"), Some("e")).unwrap().as_deref(),
-            Some("f")
-        );
+        assert!(check_token(Some("")).is_err());
+        assert!(check_token(Some("a b")).is_err());
+        assert_eq!(check_token(None).unwrap(), None);
+        assert_eq!(check_token(Some("f")).unwrap().as_deref(), Some("f"));
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
-pub enum AdminBody {
+pub(super) enum AdminBody {
     /// The whole body; `None` once sent.
     Full(Option<Bytes>),
     /// Chunks until the sender is dropped.
@@ -16,7 +16,7 @@ pub enum AdminBody {
 }
 
 impl AdminBody {
-    pub fn full(bytes: Bytes) -> Self {
+    pub(super) fn full(bytes: Bytes) -> Self {
         AdminBody::Full(Some(bytes).filter(|b| !b.is_empty()))
     }
 }

@@ -11,7 +11,7 @@ use switchyard_runtime::FaultKind;
 use super::body::AdminBody;
 use super::Ctx;
 
-pub fn response(ctx: &Ctx) -> http::Response<AdminBody> {
+pub(super) fn response(ctx: &Ctx) -> http::Response<AdminBody> {
     super::respond(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
@@ -77,7 +77,7 @@ fn le(upper: f64) -> String {
     }
 }
 
-pub fn render(ctx: &Ctx) -> String {
+pub(super) fn render(ctx: &Ctx) -> String {
     let shared = &ctx.app.shared;
     let totals = ctx.app.telemetry.totals();
     let ids = shared.backend_ids();
@@ -140,7 +140,7 @@ pub fn render(ctx: &Ctx) -> String {
         }
     };
     let stat =
-        |i: usize, pick: fn(&crate::upstream::ConnStats) -> &std::sync::atomic::AtomicU64| {
+        |i: usize, pick: fn(&switchyard_upstream::ConnStats) -> &std::sync::atomic::AtomicU64| {
             shared
                 .upstreams
                 .get(i)

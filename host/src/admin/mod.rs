@@ -23,20 +23,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::reload::Reloader;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use switchyard_runtime::Reloader;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use crate::app::BadInput;
-use crate::cli::ServeArgs;
+use switchyard_input::UsageError;
+
 use crate::proxy::Shared;
 use crate::telemetry::Telemetry;
 
@@ -67,32 +65,26 @@ impl std::fmt::Debug for AdminConfig {
 }
 
 impl AdminConfig {
-    /// Reads `--admin`, `--no-admin`, `--admin-token` and `$SWITCHYARD_ADMIN_TOKEN`. `None`
-    /// with `--no-admin`. Refuses a non-loopback address without a token: the API can
-    /// switch the policy, so it must not be open to the network.
-    pub fn from_args(args: &ServeArgs) -> Result<Option<AdminConfig>, BadInput> {
-        if args.no_admin {
-            return Ok(None);
-        }
-        let token = auth::resolve_token(
-            args.admin_token.as_deref(),
-            std::env::var(TOKEN_ENV).ok().as_deref(),
-        )?;
-        let (addr, explicit) = match args.admin {
+    /// `--admin` (else [`DEFAULT_ADDR`]) and `--admin-token`. Refuses a non-loopback
+    /// address without a token: the API can switch the policy, so it must not be open to
+    /// the network.
+    pub fn new(addr: Option<SocketAddr>, token: Option<&str>) -> Result<AdminConfig, UsageError> {
+        let token = auth::check_token(token)?;
+        let (addr, explicit) = match addr {
             Some(a) => (a, true),
             None => (
-                DEFAULT_ADDR
-                    .parse()
-                    .map_err(|_| BadInput(format!("bad default admin address {DEFAULT_ADDR}")))?,
+                DEFAULT_ADDR.parse().map_err(|_| {
+                    UsageError::new(format!("bad default admin address {DEFAULT_ADDR}"))
+                })?,
                 false,
             ),
         };
         auth::check_bind(addr, token.as_deref())?;
-        Ok(Some(AdminConfig {
+        Ok(AdminConfig {
             addr,
             explicit,
             token,
-        }))
+        })
     }
 }
 
@@ -130,8 +122,8 @@ impl AdminHandle {
         self.addr
     }
 
-    /// Stops accepting, ends event streams and waits for every task to let go of the
-    /// proxy's state (the caller then unwraps the telemetry `Arc` to flush the log).
+    /// Stops accepting, ends event streams and waits for every task to end, so that no
+    /// admin request reads the proxy's state while it shuts down.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
@@ -153,7 +145,7 @@ pub async fn start(cfg: AdminConfig, app: AdminContext) -> anyhow::Result<Option
             return Ok(None);
         }
         Err(e) => {
-            return Err(BadInput(format!(
+            return Err(UsageError::new(format!(
             "cannot listen for admin requests on {}: {e}; pass another --admin ADDR or --no-admin",
             cfg.addr
         ))
@@ -180,37 +172,22 @@ pub async fn start(cfg: AdminConfig, app: AdminContext) -> anyhow::Result<Option
     }))
 }
 
-/// Accepts until stopped, then gives connections a moment to finish and drops the rest.
+/// How long admin connections (an open dashboard's event stream, say) may take to finish
+/// at shutdown before they are cut.
+const ADMIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Accepts until stopped, then gives connections a moment to finish and cuts the rest:
+/// whatever is left holds `ctx` (and so the telemetry).
 async fn serve(listener: TcpListener, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    let graceful = GracefulShutdown::new();
-    let mut conns = JoinSet::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("admin accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut stop) => break,
-        };
-        while conns.try_join_next().is_some() {}
+    let mut builder = http1::Builder::new();
+    builder.keep_alive(true);
+    let connection = |stream, _peer, draining| {
         let ctx = ctx.clone();
         let service = service_fn(move |req| handle(ctx.clone(), req));
-        let conn = http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        conns.spawn(async move {
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
-    // Whatever is left holds `ctx` (and so the telemetry): end it now.
-    conns.shutdown().await;
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        switchyard_listener::until_drained(conn, draining)
+    };
+    switchyard_listener::serve(listener, connection, stopped(&mut stop), ADMIN_GRACE).await;
 }
 
 async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<AdminBody>, Infallible> {

@@ -15,7 +15,7 @@ const UPLOT_CSS: &str = include_str!("assets/uPlot.min.css");
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 
-pub fn index() -> Response<AdminBody> {
+pub(super) fn index() -> Response<AdminBody> {
     let mut resp = super::respond(
         StatusCode::OK,
         "text/html; charset=utf-8",
@@ -37,7 +37,7 @@ pub fn index() -> Response<AdminBody> {
     resp
 }
 
-pub fn asset(path: &str) -> Response<AdminBody> {
+pub(super) fn asset(path: &str) -> Response<AdminBody> {
     let (body, content_type) = match path {
         "/assets/app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "/assets/style.css" => (STYLE, "text/css; charset=utf-8"),

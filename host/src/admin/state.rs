@@ -13,7 +13,7 @@ use super::Ctx;
 use crate::telemetry::Totals;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct State {
+pub(super) struct State {
     pub version: &'static str,
     /// The proxy's client-facing address.
     pub listen: String,
@@ -29,7 +29,7 @@ pub struct State {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct BackendState {
+pub(super) struct BackendState {
     pub id: String,
     pub url: String,
     pub weight: Option<u32>,
@@ -42,14 +42,14 @@ pub struct BackendState {
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct ConnState {
+pub(super) struct ConnState {
     pub opened: u64,
     pub reused: u64,
     pub failed_connects: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PolicyState {
+pub(super) struct PolicyState {
     /// The policy's own name: the CSV `routing_mode` of the requests it routes.
     pub name: String,
     /// What requests are routed by right now: `name`, or the host's round-robin while the
@@ -66,14 +66,14 @@ pub struct PolicyState {
 
 /// The policy's per-backend scores, e.g. EWMA latency in ms.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScoresState {
+pub(super) struct ScoresState {
     pub label: String,
     /// One entry per backend, in backend order; `None` where the policy has no score yet.
     pub values: Vec<Option<f64>>,
 }
 
 impl ScoresState {
-    pub fn new(s: Scores, backends: usize) -> Self {
+    pub(super) fn new(s: Scores, backends: usize) -> Self {
         let mut values = vec![None; backends];
         for (i, v) in s.values {
             if let Some(slot) = values.get_mut(i) {
@@ -88,7 +88,7 @@ impl ScoresState {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TotalsState {
+pub(super) struct TotalsState {
     pub requests: u64,
     pub errors: u64,
     pub error_rate: f64,
@@ -101,7 +101,7 @@ pub struct TotalsState {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct CounterState {
+pub(super) struct CounterState {
     pub choose_calls: u64,
     pub observe_calls: u64,
     /// Mean time of one policy call, microseconds.
@@ -115,7 +115,7 @@ pub struct CounterState {
     pub breaker_trips: u64,
 }
 
-pub fn unix_f64(t: SystemTime) -> f64 {
+pub(super) fn unix_f64(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
@@ -131,7 +131,7 @@ fn finite(v: f64) -> f64 {
 }
 
 /// Builds the state. `scores` is passed in so the sampler calls the policy once per tick.
-pub fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> State {
+pub(super) fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> State {
     let shared = &ctx.app.shared;
     let router = &shared.router;
     let backends = router
@@ -220,7 +220,7 @@ pub fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> State {
 }
 
 /// The policy's scores now (one `scores` call into the policy, off the request path).
-pub fn current_scores(ctx: &Ctx) -> Option<ScoresState> {
+pub(super) fn current_scores(ctx: &Ctx) -> Option<ScoresState> {
     let shared = &ctx.app.shared;
     shared
         .router
@@ -228,7 +228,7 @@ pub fn current_scores(ctx: &Ctx) -> Option<ScoresState> {
         .map(|s| ScoresState::new(s, shared.router.backends().len()))
 }
 
-pub fn response(ctx: &Ctx) -> http::Response<AdminBody> {
+pub(super) fn response(ctx: &Ctx) -> http::Response<AdminBody> {
     let totals = ctx.app.telemetry.totals();
     let state = build(ctx, &totals, current_scores(ctx));
     super::json(StatusCode::OK, &state)

@@ -39,7 +39,7 @@ const PHASE: f64 = 0.2;
 
 /// One second of traffic, as the charts use it.
 #[derive(Debug, Clone, Serialize)]
-pub struct SecondView {
+pub(super) struct SecondView {
     pub unix: u64,
     pub requests: u64,
     pub errors: u64,
@@ -53,7 +53,7 @@ pub struct SecondView {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct BackendSecondView {
+pub(super) struct BackendSecondView {
     pub requests: u64,
     pub errors: u64,
     /// `None` when the backend served nothing that second (a gap, not a zero).
@@ -88,7 +88,7 @@ impl From<&Second> for SecondView {
 
 /// Something to draw on the latency chart.
 #[derive(Debug, Clone, Serialize)]
-pub struct Marker {
+pub(super) struct Marker {
     pub id: u64,
     /// Unix seconds.
     pub at: f64,
@@ -99,7 +99,7 @@ pub struct Marker {
 
 /// A recent request with the policy's scores sampled at the tick that first saw it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(super) struct Row {
     pub id: u64,
     pub at: f64,
     pub backend: String,
@@ -113,14 +113,14 @@ pub struct Row {
 /// Upstream connections opened and requests on reused connections, per second, over the
 /// interval ending at `at` (from the upstreams' own counters).
 #[derive(Debug, Clone, Serialize)]
-pub struct ConnSample {
+pub(super) struct ConnSample {
     pub at: f64,
     pub opened: f64,
     pub reused: f64,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Update {
+pub(super) struct Update {
     /// "snapshot" (first message on a stream) or "tick".
     pub kind: &'static str,
     pub now: f64,
@@ -132,7 +132,7 @@ pub struct Update {
 }
 
 /// The sampler's output: the broadcast of updates and what a new page needs to catch up.
-pub struct Hub {
+pub(super) struct Hub {
     tx: broadcast::Sender<Bytes>,
     kept: Mutex<Kept>,
     streams: Arc<AtomicUsize>,
@@ -166,7 +166,7 @@ where
 }
 
 impl Hub {
-    pub fn new() -> Hub {
+    pub(super) fn new() -> Hub {
         let (tx, _) = broadcast::channel(8);
         Hub {
             tx,
@@ -227,7 +227,7 @@ fn conn_totals(ctx: &Ctx) -> (u64, u64) {
 }
 
 /// Ticks once per second until stopped.
-pub async fn run_sampler(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run_sampler(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let mut prev = Prev::new(&ctx);
     loop {
         let now = unix_f64(SystemTime::now());
@@ -422,7 +422,7 @@ impl Drop for StreamSlot {
 /// `GET /api/stream`: the snapshot, then every tick until the client leaves or the admin
 /// server stops. The forwarding task holds no reference to the proxy's state, so shutdown
 /// never waits for it.
-pub fn response(ctx: &Ctx) -> Response<AdminBody> {
+pub(super) fn response(ctx: &Ctx) -> Response<AdminBody> {
     let streams = ctx.hub.streams.clone();
     if streams.fetch_add(1, Ordering::Relaxed) >= MAX_STREAMS {
         streams.fetch_sub(1, Ordering::Relaxed);

@@ -68,7 +68,7 @@ fn folder(ctx: &Ctx) -> PathBuf {
     }
 }
 
-pub fn list_response(ctx: &Ctx) -> Response<AdminBody> {
+pub(super) fn list_response(ctx: &Ctx) -> Response<AdminBody> {
     let dir = folder(ctx);
     match wasm_files(&dir) {
         Ok(files) => {
@@ -148,7 +148,7 @@ fn same_origin_json(req: &Request<Incoming>) -> Result<(), String> {
     }
 }
 
-pub async fn switch_response(ctx: &Ctx, req: Request<Incoming>) -> Response<AdminBody> {
+pub(super) async fn switch_response(ctx: &Ctx, req: Request<Incoming>) -> Response<AdminBody> {
     if let Err(e) = same_origin_json(&req) {
         return super::json_error(StatusCode::FORBIDDEN, e);
     }

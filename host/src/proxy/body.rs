@@ -20,7 +20,7 @@ use tokio::time::Sleep;
 
 use super::Shared;
 use crate::telemetry::{EventOutcome, RequestEvent};
-use crate::upstream::{Body as UpstreamBody, BoxError, Lease};
+use switchyard_upstream::{Body as UpstreamBody, BoxError, Lease};
 
 /// Everything needed to finish one request's bookkeeping.
 pub struct Completion {

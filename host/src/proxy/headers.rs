@@ -16,7 +16,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the few names present is cheaper than ten
     // hashed removals, and this runs twice per request.
     let any = headers
@@ -49,7 +49,7 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 /// `Host` is kept as the client sent it (as HAProxy and Envoy do), so virtual hosts on
 /// the backend keep working; a request without one (HTTP/1.0) gets the backend's.
 /// `client_ip` is formatted once per client connection, not per request.
-pub fn to_upstream(
+pub(super) fn to_upstream(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
     backend_authority: &HeaderValue,
@@ -72,7 +72,7 @@ pub fn to_upstream(
 }
 
 /// The client's IP as a header value, for `X-Forwarded-For`.
-pub fn client_ip(client: SocketAddr) -> HeaderValue {
+pub(super) fn client_ip(client: SocketAddr) -> HeaderValue {
     // An IP address's text form is always a valid header value.
     HeaderValue::from_str(&client.ip().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))

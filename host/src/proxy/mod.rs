@@ -13,7 +13,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use switchyard_runtime::{Outcome, RequestView, Router};
 use tokio::net::TcpListener;
 
@@ -21,7 +20,7 @@ use body::Completion;
 pub use body::ProxyBody;
 
 use crate::telemetry::{EventOutcome, EventSink};
-use crate::upstream::{UpstreamError, Upstreams};
+use switchyard_upstream::{UpstreamError, Upstreams};
 
 /// What every request handler shares.
 pub struct Shared {
@@ -48,47 +47,29 @@ impl Shared {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to `grace` for
-/// requests in flight to finish.
+/// requests in flight to finish; connections still open then are cut.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
+    let connection = |stream, client, draining| {
         let shared = shared.clone();
+        // Formatted once per connection, not per request.
         let client_ip = headers::client_ip(client);
         let service = service_fn(move |req| handle(shared.clone(), client, client_ip.clone(), req));
         let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            // Client-side errors (resets, malformed requests) end only that connection.
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still in flight after {grace:?}; stopping anyway");
+        switchyard_listener::until_drained(conn, draining)
+    };
+    let drained = switchyard_listener::serve(listener, connection, shutdown, grace).await;
+    if drained.cut > 0 {
+        tracing::warn!(
+            "{} connections still had requests in flight after {grace:?}; stopping anyway",
+            drained.cut
+        );
     }
 }
 

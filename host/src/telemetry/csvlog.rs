@@ -6,10 +6,11 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use switchyard_runtime::Backend;
 
 use super::RequestEvent;
 
-pub const HEADER: [&str; 10] = [
+pub(super) const HEADER: [&str; 10] = [
     "timestamp",
     "backend_url",
     "latency_ms",
@@ -22,16 +23,16 @@ pub const HEADER: [&str; 10] = [
     "fault",
 ];
 
-pub struct CsvLog {
+pub(super) struct CsvLog {
     out: csv::Writer<BufWriter<File>>,
-    backends: Vec<(String, String)>,
+    backends: Vec<Backend>,
     upstream: &'static str,
 }
 
 impl CsvLog {
-    pub fn create(
+    pub(super) fn create(
         path: &Path,
-        backends: &[(String, String)],
+        backends: &[Backend],
         upstream: &'static str,
     ) -> anyhow::Result<CsvLog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -53,12 +54,12 @@ impl CsvLog {
         })
     }
 
-    pub fn write(&mut self, e: &RequestEvent) -> anyhow::Result<()> {
+    pub(super) fn write(&mut self, e: &RequestEvent) -> anyhow::Result<()> {
         let ts = DateTime::<Utc>::from(e.at).format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let (id, url) = self
             .backends
             .get(e.backend)
-            .map(|(i, u)| (i.as_str(), u.as_str()))
+            .map(|b| (b.id.as_str(), b.url.as_str()))
             .unwrap_or(("?", "?"));
         self.out.write_record([
             ts.to_string().as_str(),
@@ -75,7 +76,7 @@ impl CsvLog {
         Ok(())
     }
 
-    pub fn flush(&mut self) -> anyhow::Result<()> {
+    pub(super) fn flush(&mut self) -> anyhow::Result<()> {
         self.out.flush()?;
         Ok(())
     }

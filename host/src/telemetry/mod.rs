@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use switchyard_runtime::FaultKind;
+use switchyard_runtime::{Backend, FaultKind};
 
 pub use stats::{
     unix_secs, BackendSecond, LatencyBuckets, Recent, Second, Totals, HISTORY_SECS,
@@ -79,8 +79,8 @@ impl EventSink {
 
 pub struct TelemetryConfig {
     pub csv: Option<PathBuf>,
-    /// (id, url) per backend, indexed like events' `backend`.
-    pub backends: Vec<(String, String)>,
+    /// The backends, indexed like events' `backend`.
+    pub backends: Vec<Backend>,
     pub upstream: &'static str,
     /// Print one line per request.
     pub verbose: bool,
@@ -101,7 +101,7 @@ impl Telemetry {
         let live = Arc::new(Mutex::new(stats::Live::new(cfg.backends.len())));
         let (tx, rx) = mpsc::channel::<Msg>();
         let shared = live.clone();
-        let ids: Vec<String> = cfg.backends.iter().map(|b| b.0.clone()).collect();
+        let ids: Vec<String> = cfg.backends.iter().map(|b| b.id.clone()).collect();
         let verbose = cfg.verbose;
         let thread = std::thread::Builder::new()
             .name("telemetry".into())
@@ -119,7 +119,7 @@ impl Telemetry {
                                     log.write(&e)?;
                                 }
                                 if verbose {
-                                    crate::say!(
+                                    crate::out::say!(
                                         "{} {} {:.3}ms {} {}",
                                         ids.get(e.backend).map(String::as_str).unwrap_or("?"),
                                         e.status,

@@ -12,7 +12,7 @@ use super::{EventOutcome, RequestEvent};
 /// Seconds of history kept.
 pub const HISTORY_SECS: usize = 600;
 /// Latest requests kept.
-pub const RECENT: usize = 100;
+pub(super) const RECENT: usize = 100;
 
 /// Per-backend figures for one second.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -233,7 +233,7 @@ pub struct Recent {
     pub routed_by: Arc<str>,
 }
 
-pub struct Live {
+pub(super) struct Live {
     backends: usize,
     open: Option<Open>,
     history: VecDeque<Second>,
@@ -242,7 +242,7 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(backends: usize) -> Self {
+    pub(super) fn new(backends: usize) -> Self {
         Live {
             backends,
             open: None,
@@ -252,7 +252,7 @@ impl Live {
         }
     }
 
-    pub fn record(&mut self, e: &RequestEvent) {
+    pub(super) fn record(&mut self, e: &RequestEvent) {
         let unix = unix_secs(e.at);
         self.roll(unix);
         // A client hanging up is not the backend's failure (nor the proxy's).
@@ -304,7 +304,7 @@ impl Live {
     }
 
     /// Closes the open second if `unix` is past it (called on every event and on idle ticks).
-    pub fn roll(&mut self, unix: u64) {
+    pub(super) fn roll(&mut self, unix: u64) {
         if self.open.as_ref().is_some_and(|o| o.unix < unix) {
             if let Some(open) = self.open.take() {
                 if self.history.len() == HISTORY_SECS {
@@ -316,7 +316,7 @@ impl Live {
     }
 
     /// Completed seconds after `after` (unix), oldest first.
-    pub fn seconds_after(&self, after: u64) -> Vec<Second> {
+    pub(super) fn seconds_after(&self, after: u64) -> Vec<Second> {
         self.history
             .iter()
             .filter(|s| s.unix > after)
@@ -324,11 +324,11 @@ impl Live {
             .collect()
     }
 
-    pub fn totals(&self) -> Totals {
+    pub(super) fn totals(&self) -> Totals {
         self.totals.clone()
     }
 
-    pub fn recent(&self) -> Vec<Recent> {
+    pub(super) fn recent(&self) -> Vec<Recent> {
         self.recent.iter().cloned().collect()
     }
 }

@@ -1,0 +1,465 @@
+//! The discrete-event loop: wrk-like closed-loop clients, the router, the backend models.
+//!
+//! Determinism rests on three things: events are ordered by (virtual time, insertion
+//! sequence), never by anything the machine decides; backend randomness is a pure function
+//! of (seed, request index) (see `rng`); and the policy gets its seed from the options and
+//! sees only virtual time.
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use switchyard_runtime::{
+    Backend, FaultKind, Limits, Observation, Outcome, PolicyComponent, Rebuild, RequestView,
+    Router, RouterOptions, Scores,
+};
+
+use super::model::{BackendModel, Exchange};
+use super::scenario::Scenario;
+use switchyard_report::{Record, RunStats};
+use switchyard_rng as rng;
+
+/// The per-call CPU deadline in the simulator. The proxy's 5 ms is measured in wall-clock
+/// epochs, so a busy machine (a test run next to a build) could preempt a call past it and
+/// turn an ordinary request into a fault, breaking byte-identical output. 100 ms still
+/// stops a looping policy quickly (the breaker trips after five).
+const SIM_DEADLINE: Duration = Duration::from_millis(100);
+/// Connections are told apart by client port (as wrk's are), so a policy hashing on the
+/// client address sees distinct clients.
+pub const MAX_CONNECTIONS: usize = 64_000;
+const FIRST_CLIENT_PORT: u16 = 1024;
+
+/// How to drive a simulation; see `switchyard simulate --help` for the meaning of each.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub connections: usize,
+    /// Clients stop sending new requests at this virtual time; requests in flight finish.
+    pub duration: Duration,
+    /// Seeds the policy's generator and every backend without a `seed` of its own.
+    pub seed: u64,
+    /// Proxy time per request before it reaches the backend: the policy is asked at
+    /// send + overhead, and the client's latency includes it.
+    pub overhead: Duration,
+    /// Passed to the policy's `configure`, as `--policy-arg` does for the proxy.
+    pub policy_args: Vec<(String, String)>,
+    /// Requests sent before this are served and observed by the policy but left out of the
+    /// statistics and the CSV: a start-up transient would otherwise blur steady state.
+    pub warmup: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            connections: 100,
+            duration: Duration::from_secs(120),
+            seed: 1,
+            overhead: Duration::ZERO,
+            policy_args: Vec::new(),
+            warmup: Duration::ZERO,
+        }
+    }
+}
+
+impl SimOptions {
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
+            bail!(
+                "--connections {} is outside 1..={MAX_CONNECTIONS}",
+                self.connections
+            );
+        }
+        if self.duration.is_zero() || self.duration > super::duration::MAX {
+            bail!(
+                "--duration must be more than 0 and at most {} s",
+                super::duration::MAX.as_secs()
+            );
+        }
+        if self.warmup >= self.duration {
+            bail!(
+                "--warmup ({:?}) must be shorter than --duration ({:?}), or nothing would be measured",
+                self.warmup,
+                self.duration
+            );
+        }
+        if self.overhead > Duration::from_secs(60) {
+            bail!(
+                "--overhead {:?} is more than a minute per request",
+                self.overhead
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One simulated request, from the client's send to its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimRecord {
+    pub conn: u32,
+    /// Index into [`SimResult::backends`].
+    pub backend: u32,
+    /// Index into [`SimResult::modes`]: who routed it.
+    pub mode: u32,
+    /// What the client got (502 for a refused or broken connection, 504 for a timeout).
+    pub status: u16,
+    pub outcome: Outcome,
+    /// Set when the policy faulted on this very request (the host routed it).
+    pub fault: Option<FaultKind>,
+    /// The client sent it.
+    pub sent_ns: u64,
+    /// The proxy asked the policy and forwarded it (`sent_ns` + overhead).
+    pub dispatched_ns: u64,
+    /// The client had the answer.
+    pub done_ns: u64,
+}
+
+impl SimRecord {
+    /// As the client saw it (includes the proxy overhead).
+    pub fn latency_ns(&self) -> u64 {
+        self.done_ns - self.sent_ns
+    }
+}
+
+/// Everything a simulation produced.
+#[derive(Debug, Clone)]
+pub struct SimResult {
+    /// The policy's name from `configure` (e.g. "adaptive_ewma").
+    pub policy: String,
+    /// The configuration label in the tables: the policy name and any policy arguments.
+    pub label: String,
+    pub backends: Vec<Backend>,
+    /// Every request, warm-up included, in completion order (the order a proxy logs them).
+    pub requests: Vec<SimRecord>,
+    /// Routing modes seen, indexed by [`SimRecord::mode`].
+    pub modes: Vec<Arc<str>>,
+    /// Statistics of the requests sent after the warm-up.
+    pub stats: RunStats,
+    pub warmup_ns: u64,
+    /// When the last request finished.
+    pub end_ns: u64,
+    /// The policy's scores at the end, when it keeps any.
+    pub scores: Option<Scores>,
+    pub faults: u64,
+    pub fallback_routed: u64,
+    /// Wall-clock time of the event loop; the only field that varies between runs.
+    pub wall: Duration,
+}
+
+impl SimResult {
+    /// The requests the statistics and the CSV cover (sent after the warm-up).
+    pub fn measured(&self) -> impl Iterator<Item = &SimRecord> {
+        self.requests.iter().filter(|r| r.sent_ns >= self.warmup_ns)
+    }
+
+    pub fn mode(&self, r: &SimRecord) -> &str {
+        self.modes.get(r.mode as usize).map_or("", |m| m)
+    }
+
+    pub fn backend_id(&self, r: &SimRecord) -> &str {
+        self.backends.get(r.backend as usize).map_or("", |b| &b.id)
+    }
+
+    /// Simulated requests per second of wall-clock time.
+    pub fn sim_rate(&self) -> f64 {
+        self.requests.len() as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The latency the report and the CSV use: whole microseconds, so that `analyze` reading the
+/// CSV (3 decimals of ms) computes exactly the numbers the simulator printed.
+pub(crate) fn latency_ms(r: &SimRecord) -> f64 {
+    (r.latency_ns() / 1_000) as f64 / 1_000.0
+}
+
+/// Runs `scenario` against `policy`, called through the same [`Router`] as the proxy.
+pub fn simulate(
+    policy: Arc<PolicyComponent>,
+    scenario: &Scenario,
+    opts: &SimOptions,
+) -> anyhow::Result<SimResult> {
+    opts.validate()?;
+    let backends: Vec<Backend> = scenario
+        .backends
+        .iter()
+        .map(|b| Backend {
+            id: b.id.clone(),
+            url: b.url.clone(),
+            weight: b.weight,
+        })
+        .collect();
+    let router = Router::new(
+        policy,
+        backends.clone(),
+        opts.policy_args.clone(),
+        RouterOptions {
+            rebuild: Rebuild::Inline,
+            seed: opts.seed,
+            limits: Limits {
+                deadline: SIM_DEADLINE,
+                ..Limits::default()
+            },
+            ..RouterOptions::default()
+        },
+        0,
+    )?;
+    let policy_name = router.status().name.to_string();
+    let mut models: Vec<BackendModel> = scenario
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let seed = b
+                .seed
+                .unwrap_or_else(|| rng::splitmix64_at(opts.seed, i as u64));
+            BackendModel::new(b, seed, scenario.timeout_ns, scenario.connect_error_ns)
+        })
+        .collect();
+
+    let duration_ns = opts.duration.as_nanos() as u64;
+    let overhead_ns = opts.overhead.as_nanos() as u64;
+    let mut queue = EventQueue::with_capacity(2 * opts.connections);
+    for conn in 0..opts.connections as u32 {
+        queue.push(overhead_ns, Event::Dispatch { conn, sent_ns: 0 });
+    }
+    let mut requests: Vec<SimRecord> = Vec::new();
+    let mut modes: Vec<Arc<str>> = Vec::new();
+    let mut end_ns = 0;
+
+    let started = Instant::now();
+    while let Some((now, event)) = queue.pop() {
+        match event {
+            Event::Dispatch { conn, sent_ns } => {
+                let choice = router.choose(&SimRequest::new(conn), now);
+                let n = models.len();
+                let model = models
+                    .get_mut(choice.backend)
+                    .ok_or_else(|| anyhow!("the router chose backend {} of {n}", choice.backend))?;
+                let Exchange {
+                    end_ns,
+                    status,
+                    outcome,
+                } = model.serve(now);
+                let record = SimRecord {
+                    conn,
+                    backend: choice.backend as u32,
+                    mode: intern(&mut modes, &choice.routed_by),
+                    status,
+                    outcome,
+                    fault: choice.fault,
+                    sent_ns,
+                    dispatched_ns: now,
+                    done_ns: end_ns,
+                };
+                queue.push(end_ns, Event::Complete(record));
+            }
+            Event::Complete(record) => {
+                router.observe(Observation {
+                    backend: record.backend as usize,
+                    now_ns: now,
+                    latency_ns: now - record.dispatched_ns,
+                    status: match record.outcome {
+                        Outcome::Response => record.status,
+                        _ => 0,
+                    },
+                    outcome: record.outcome,
+                });
+                requests.push(record);
+                end_ns = now;
+                if now < duration_ns {
+                    queue.push(
+                        now + overhead_ns,
+                        Event::Dispatch {
+                            conn: record.conn,
+                            sent_ns: now,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    let wall = started.elapsed();
+
+    let label = if opts.policy_args.is_empty() {
+        policy_name.clone()
+    } else {
+        let args: Vec<String> = opts
+            .policy_args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{policy_name} ({})", args.join(", "))
+    };
+    let counters = router.counters();
+    let mut result = SimResult {
+        policy: policy_name,
+        label,
+        backends,
+        requests,
+        modes,
+        stats: RunStats::compute("", &[], &[], None),
+        warmup_ns: opts.warmup.as_nanos() as u64,
+        end_ns,
+        scores: router.scores(end_ns),
+        faults: FaultKind::ALL
+            .iter()
+            .map(|&k| counters.fault_count(k))
+            .sum(),
+        fallback_routed: counters.fallback_routed.load(Relaxed),
+        wall,
+    };
+    let records: Vec<Record> = result
+        .measured()
+        .map(|r| Record {
+            t_ms: r.done_ns as f64 / 1e6,
+            backend: result.backend_id(r).to_string(),
+            latency_ms: latency_ms(r),
+            status: r.status,
+            routing_mode: result.mode(r).to_string(),
+        })
+        .collect();
+    let ids: Vec<String> = result.backends.iter().map(|b| b.id.clone()).collect();
+    let measured_s = (opts.duration - opts.warmup).as_secs_f64();
+    result.stats = RunStats::compute(&result.label, &records, &ids, Some(measured_s));
+    Ok(result)
+}
+
+/// Routing modes are few (the policy's name, the host's fallback); storing an index keeps
+/// a record `Copy` and 48 bytes.
+fn intern(modes: &mut Vec<Arc<str>>, mode: &Arc<str>) -> u32 {
+    if let Some(i) = modes.iter().position(|m| Arc::ptr_eq(m, mode) || m == mode) {
+        return i as u32;
+    }
+    modes.push(mode.clone());
+    (modes.len() - 1) as u32
+}
+
+enum Event {
+    /// The proxy routes connection `conn`'s request, sent by the client at `sent_ns`.
+    Dispatch { conn: u32, sent_ns: u64 },
+    /// The exchange ends (at the event's time, `record.done_ns`).
+    Complete(SimRecord),
+}
+
+/// The request the policy sees: a GET / from the connection's own client address.
+struct SimRequest {
+    client: SocketAddr,
+}
+
+impl SimRequest {
+    fn new(conn: u32) -> Self {
+        // validate() caps connections at MAX_CONNECTIONS, which fits above port 1024.
+        let port = FIRST_CLIENT_PORT.saturating_add(conn as u16);
+        SimRequest {
+            client: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        }
+    }
+}
+
+impl RequestView for SimRequest {
+    fn method(&self) -> &str {
+        "GET"
+    }
+    fn path_and_query(&self) -> &str {
+        "/"
+    }
+    fn authority(&self) -> &str {
+        "switchyard.sim"
+    }
+    fn client(&self) -> Option<SocketAddr> {
+        Some(self.client)
+    }
+    fn header(&self, _name: &str) -> Option<&str> {
+        None
+    }
+}
+
+/// A min-queue of events by (time, insertion sequence). The sequence makes simultaneous
+/// events come out in the order they were scheduled, instead of in whatever order the heap
+/// happens to leave equal keys.
+pub struct EventQueue<E> {
+    heap: BinaryHeap<Entry<E>>,
+    seq: u64,
+}
+
+impl<E> EventQueue<E> {
+    pub fn with_capacity(capacity: usize) -> Self {
+        EventQueue {
+            heap: BinaryHeap::with_capacity(capacity),
+            seq: 0,
+        }
+    }
+
+    pub fn push(&mut self, time_ns: u64, event: E) {
+        self.heap.push(Entry {
+            time_ns,
+            seq: self.seq,
+            event,
+        });
+        self.seq += 1;
+    }
+
+    /// The earliest event and its time.
+    pub fn pop(&mut self) -> Option<(u64, E)> {
+        self.heap.pop().map(|e| (e.time_ns, e.event))
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+struct Entry<E> {
+    time_ns: u64,
+    seq: u64,
+    event: E,
+}
+
+impl<E> Entry<E> {
+    fn key(&self) -> (u64, u64) {
+        (self.time_ns, self.seq)
+    }
+}
+
+impl<E> PartialEq for Entry<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl<E> Eq for Entry<E> {}
+
+impl<E> PartialOrd for Entry<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<E> Ord for Entry<E> {
+    /// Reversed, so that std's max-heap pops the earliest key first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key().cmp(&self.key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_orders_by_time_then_insertion() {
+        let mut q = EventQueue::with_capacity(4);
+        q.push(5, "c");
+        q.push(1, "a");
+        q.push(5, "d");
+        q.push(1, "b");
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(order, [(1, "a"), (1, "b"), (5, "c"), (5, "d")]);
+        assert!(q.is_empty());
+    }
+}

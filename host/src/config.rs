@@ -1,0 +1,305 @@
+//! The proxy's configuration: [`ServeArgs`] checked and turned into a [`ProxyConfig`], with
+//! every cross-flag rule in one place. Nothing here binds, loads or spawns, so every rule is
+//! unit-tested without sockets or wasm; [`crate::app::start`] turns the result into a
+//! running proxy. Every failure is a [`UsageError`] naming the flag and the fix.
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use switchyard_input::UsageError;
+use switchyard_runtime::{Backend, Limits, RouterOptions};
+use switchyard_upstream::{Mode, Options as UpstreamOptions, Protocol, Target};
+
+use crate::admin::AdminConfig;
+use crate::cli::{BackendArg, ServeArgs};
+
+/// One backend: who it is to the policy and the logs, and where it is on the network.
+/// Its position in [`ProxyConfig::backends`] is its index everywhere (router, upstreams,
+/// telemetry, dashboards): those lists are all built from this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// What the policy, the CSV log and the dashboards see.
+    pub backend: Backend,
+    /// Where to connect, and what to send as Host when the client sent none.
+    pub target: Target,
+}
+
+/// Which policy routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A wasm component, reloaded when the file changes (unless `watch` is off).
+    File { path: PathBuf, watch: bool },
+    /// The host's native round-robin (`--builtin-rr`): a benchmark baseline, no wasm.
+    Builtin,
+}
+
+/// Everything the proxy needs to start, validated.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub backends: Vec<BackendConfig>,
+    pub policy: PolicySource,
+    /// The file `--policy` names, even with `--builtin-rr` (the admin selector lists its folder).
+    pub policy_file: PathBuf,
+    pub policy_args: Vec<(String, String)>,
+    pub router: RouterOptions,
+    pub upstream: UpstreamOptions,
+    /// The CSV request log; `None` with `--no-log`.
+    pub log: Option<PathBuf>,
+    /// One console line per request.
+    pub verbose: bool,
+    /// `None` with `--no-admin`.
+    pub admin: Option<AdminConfig>,
+    /// How long requests in flight may take to finish once shutdown starts.
+    pub grace: Duration,
+}
+
+impl ProxyConfig {
+    /// Checks `args` and builds the configuration. `now` seeds the policy when `--seed` is
+    /// not given and names the default log file; backend host names are resolved once, here.
+    pub fn from_args(args: &ServeArgs, now: SystemTime) -> Result<ProxyConfig, UsageError> {
+        if args.upstream_protocol == Protocol::H2c && args.upstream == Mode::NonPersistent {
+            return Err(UsageError::new(
+                "--upstream-protocol h2c shares a few connections among all requests, so it cannot open one per request: use --upstream persistent with h2c, or http1 for non-persistent",
+            ));
+        }
+        let admin = if args.no_admin {
+            None
+        } else {
+            Some(AdminConfig::new(args.admin, args.admin_token.as_deref())?)
+        };
+        let policy = if args.builtin_rr {
+            PolicySource::Builtin
+        } else {
+            PolicySource::File {
+                path: args.policy.clone(),
+                watch: !args.no_watch,
+            }
+        };
+        let log = (!args.no_log).then(|| {
+            args.log
+                .clone()
+                .unwrap_or_else(|| default_log_path(args, now))
+        });
+        Ok(ProxyConfig {
+            listen: args.listen,
+            backends: backends(&args.backends)?,
+            policy,
+            policy_file: args.policy.clone(),
+            policy_args: args.policy_args.clone(),
+            router: router_options(args, now),
+            upstream: upstream_options(args),
+            log,
+            verbose: args.verbose,
+            admin,
+            grace: args.timeout + Duration::from_secs(1),
+        })
+    }
+
+    /// The backends as the policy sees them, indexed like every other backend list.
+    pub fn policy_backends(&self) -> Vec<Backend> {
+        self.backends.iter().map(|b| b.backend.clone()).collect()
+    }
+}
+
+/// `--backend` values (the study's A, B, C when none), with ids given or defaulted, checked
+/// for duplicates, and resolved.
+fn backends(args: &[BackendArg]) -> Result<Vec<BackendConfig>, UsageError> {
+    let study;
+    let args = if args.is_empty() {
+        study = BackendArg::study();
+        &study
+    } else {
+        args
+    };
+    let mut out: Vec<BackendConfig> = Vec::with_capacity(args.len());
+    for (i, arg) in args.iter().enumerate() {
+        let id = arg.id.clone().unwrap_or_else(|| default_id(i));
+        if out.iter().any(|b| b.backend.id == id) {
+            return Err(UsageError::new(format!(
+                "two backends are called `{id}`: give each --backend a distinct ID=, e.g. A=http://..."
+            )));
+        }
+        out.push(BackendConfig {
+            backend: Backend {
+                id,
+                url: arg.url.clone(),
+                weight: arg.weight,
+            },
+            target: Target {
+                addr: resolve(arg)?,
+                authority: arg.authority.clone(),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Resolves the host name once, at start-up.
+fn resolve(arg: &BackendArg) -> Result<SocketAddr, UsageError> {
+    arg.authority
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "cannot resolve backend {}: check the host name, or use an IP address",
+                arg.url
+            ))
+        })
+}
+
+/// `A`, `B`, ... `Z`, then `B26`, `B27`, ...
+fn default_id(i: usize) -> String {
+    match u8::try_from(i) {
+        Ok(n) if n < 26 => char::from(b'A' + n).to_string(),
+        _ => format!("B{i}"),
+    }
+}
+
+fn router_options(args: &ServeArgs, now: SystemTime) -> RouterOptions {
+    let seed = args.seed.unwrap_or_else(|| {
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    RouterOptions {
+        limits: Limits {
+            deadline: args.policy_deadline,
+            memory_bytes: (args.policy_memory_mib as usize) << 20,
+        },
+        replay: args.replay,
+        seed,
+        ..RouterOptions::default()
+    }
+}
+
+fn upstream_options(args: &ServeArgs) -> UpstreamOptions {
+    UpstreamOptions {
+        mode: args.upstream,
+        protocol: args.upstream_protocol,
+        timeout: args.timeout,
+        body_timeout: args.body_timeout,
+        h2_keepalive: Some(args.h2_keepalive).filter(|d| !d.is_zero()),
+        // One HTTP/2 connection per worker thread spreads the framing work.
+        h2_connections: args
+            .threads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// `logs/<policy>_<upstream>_<UTC time>.csv`
+fn default_log_path(args: &ServeArgs, now: SystemTime) -> PathBuf {
+    let stem = args
+        .policy
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "policy".into());
+    let when = chrono::DateTime::<chrono::Utc>::from(now).format("%Y%m%dT%H%M%SZ");
+    PathBuf::from("logs").join(format!("{stem}_{}_{when}.csv", args.upstream.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    const NOW: SystemTime = SystemTime::UNIX_EPOCH;
+
+    fn config(argv: &[&str]) -> Result<ProxyConfig, UsageError> {
+        let cli = Cli::try_parse_from([&["switchyard"], argv].concat()).expect("parses");
+        ProxyConfig::from_args(&cli.serve, NOW)
+    }
+
+    #[test]
+    fn defaults_are_the_study() {
+        let c = config(&[]).unwrap();
+        let ids: Vec<_> = c.backends.iter().map(|b| b.backend.id.as_str()).collect();
+        assert_eq!(ids, ["A", "B", "C"]);
+        assert_eq!(c.backends[2].target.addr, "127.0.0.1:8083".parse().unwrap());
+        assert_eq!(c.backends[2].target.authority, "127.0.0.1:8083");
+        assert_eq!(
+            c.policy,
+            PolicySource::File {
+                path: "policies/ewma.wasm".into(),
+                watch: true
+            }
+        );
+        assert_eq!(
+            c.log,
+            Some(PathBuf::from("logs/ewma_persistent_19700101T000000Z.csv"))
+        );
+        assert_eq!(c.grace, Duration::from_secs(11));
+        assert_eq!(c.upstream.h2_keepalive, Some(Duration::from_secs(10)));
+        assert_eq!(c.router.limits.memory_bytes, 32 << 20);
+        assert!(c.admin.is_some());
+    }
+
+    #[test]
+    fn backend_ids_default_in_order_and_must_differ() {
+        let c = config(&[
+            "--backend",
+            "http://127.0.0.1:1",
+            "--backend",
+            "X=http://127.0.0.1:2,weight=3",
+        ])
+        .unwrap();
+        let b: Vec<_> = c.policy_backends();
+        assert_eq!(
+            (b[0].id.as_str(), b[1].id.as_str(), b[1].weight),
+            ("A", "X", Some(3))
+        );
+        let err = config(&[
+            "--backend",
+            "A=http://127.0.0.1:1",
+            "--backend",
+            "A=http://127.0.0.1:2",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("two backends are called `A`"), "{err}");
+        assert_eq!(default_id(25), "Z");
+        assert_eq!(default_id(26), "B26");
+    }
+
+    #[test]
+    fn cross_flag_rules_name_the_fix() {
+        let err =
+            config(&["--upstream", "non-persistent", "--upstream-protocol", "h2c"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("use --upstream persistent with h2c"),
+            "{err}"
+        );
+        let err = config(&["--admin", "0.0.0.0:5002"]).unwrap_err();
+        assert!(err.to_string().contains("--admin-token"), "{err}");
+        assert!(config(&["--admin", "0.0.0.0:5002", "--admin-token", "t"]).is_ok());
+        assert!(config(&["--no-admin"]).unwrap().admin.is_none());
+    }
+
+    #[test]
+    fn switches_map_to_the_config() {
+        let c = config(&[
+            "--builtin-rr",
+            "--no-log",
+            "--h2-keepalive",
+            "0s",
+            "--seed",
+            "9",
+            "--threads",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.policy, PolicySource::Builtin);
+        assert_eq!(c.log, None);
+        assert_eq!(c.upstream.h2_keepalive, None);
+        assert_eq!(c.upstream.h2_connections, 3);
+        assert_eq!(c.router.seed, 9);
+        let c = config(&["--no-watch", "--log", "x.csv"]).unwrap();
+        assert!(matches!(c.policy, PolicySource::File { watch: false, .. }));
+        assert_eq!(c.log, Some(PathBuf::from("x.csv")));
+    }
+}

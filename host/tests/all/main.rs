@@ -1,0 +1,15 @@
+//! Switchyard's end-to-end tests, as one binary (one link of wasmtime, as in wasmtime's own
+//! `tests/all`): real backends on ephemeral ports, the real proxy in-process or as the built
+//! binary, real policy components from `policies/` (`just build-policies build-fixtures`).
+//!
+//! The headless-browser dashboard test needs node and chromium; it is `#[ignore]`d here
+//! and run by `just test` (`-- --ignored dashboard_`).
+mod common;
+
+mod admin;
+mod analyze;
+mod cli;
+mod h2c;
+mod proxy;
+mod reload;
+mod simulate;

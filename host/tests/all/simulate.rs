@@ -1,0 +1,534 @@
+//! Policy quality, deterministically: the real policy components (run `just build-policies`)
+//! against the scenarios in `scenarios/`, through `switchyard::sim`. These replace
+//! timing-sensitive live tests: virtual time makes every number below exact and repeatable.
+//!
+//! `cargo test --release -p switchyard --test all -- --ignored --nocapture matrix`
+//! prints every policy on every scenario.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use clap::Parser;
+use switchyard_report::{Record, RunStats};
+use switchyard_runtime::{Outcome, PolicyComponent, PolicyRuntime};
+use switchyard_sim::{
+    run_to_string, simulate, Scenario, SimOptions, SimRecord, SimResult, SimulateArgs, CSV_HEADER,
+};
+
+const S: u64 = 1_000_000_000;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn runtime() -> &'static PolicyRuntime {
+    static RT: OnceLock<Arc<PolicyRuntime>> = OnceLock::new();
+    RT.get_or_init(|| PolicyRuntime::new().expect("runtime"))
+}
+
+fn policy_path(name: &str) -> PathBuf {
+    let p = root().join("policies").join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `just build-policies`",
+        p.display()
+    );
+    p
+}
+
+fn policy(name: &str) -> Arc<PolicyComponent> {
+    runtime()
+        .load(&policy_path(name))
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+/// `SimulateArgs` as the `switchyard simulate` subcommand parses them.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: SimulateArgs,
+}
+
+fn try_cli<'a>(argv: impl IntoIterator<Item = &'a str>) -> Result<SimulateArgs, clap::Error> {
+    Cli::try_parse_from(argv).map(|c| c.args)
+}
+
+fn cli<'a>(argv: impl IntoIterator<Item = &'a str>) -> SimulateArgs {
+    try_cli(argv).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn scenario_path(name: &str) -> PathBuf {
+    root().join("scenarios").join(format!("{name}.toml"))
+}
+
+fn scenario(name: &str) -> Scenario {
+    Scenario::load(&scenario_path(name)).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn run_with(policy_name: &str, scenario_name: &str, opts: &SimOptions) -> SimResult {
+    simulate(policy(policy_name), &scenario(scenario_name), opts)
+        .unwrap_or_else(|e| panic!("{policy_name} on {scenario_name}: {e:#}"))
+}
+
+fn run(policy_name: &str, scenario_name: &str) -> SimResult {
+    run_with(policy_name, scenario_name, &SimOptions::default())
+}
+
+/// Requests the proxy forwarded in [from_s, to_s) of virtual time.
+fn window(r: &SimResult, from_s: u64, to_s: u64) -> Vec<SimRecord> {
+    r.requests
+        .iter()
+        .filter(|x| (from_s * S..to_s * S).contains(&x.dispatched_ns))
+        .copied()
+        .collect()
+}
+
+fn count_to(requests: &[SimRecord], backend: u32) -> usize {
+    requests.iter().filter(|x| x.backend == backend).count()
+}
+
+fn share_of(requests: &[SimRecord], backend: u32) -> f64 {
+    count_to(requests, backend) as f64 / requests.len().max(1) as f64
+}
+
+/// No request lost: every connection's requests form an unbroken chain from t=0, each sent
+/// the moment the previous answer arrived, the last one answered after the clients stopped.
+fn assert_nothing_lost(r: &SimResult, connections: usize, duration_ns: u64) {
+    let mut by_conn: BTreeMap<u32, Vec<&SimRecord>> = BTreeMap::new();
+    for x in &r.requests {
+        by_conn.entry(x.conn).or_default().push(x);
+    }
+    assert_eq!(by_conn.len(), connections);
+    for (conn, reqs) in by_conn {
+        assert_eq!(reqs[0].sent_ns, 0, "connection {conn}");
+        for pair in reqs.windows(2) {
+            assert_eq!(
+                pair[1].sent_ns, pair[0].done_ns,
+                "connection {conn} lost a request"
+            );
+        }
+        let last = reqs[reqs.len() - 1];
+        assert!(
+            last.done_ns >= duration_ns,
+            "connection {conn} stopped early"
+        );
+    }
+}
+
+#[test]
+fn study_scenario_is_the_backends_study_profile() {
+    let s = scenario("study");
+    assert_eq!(s.backends.len(), 3);
+    for b in &s.backends {
+        let study = backend::BackendConfig::study(&b.id).expect("A, B or C");
+        let ns: Vec<u64> = study
+            .latencies_ms
+            .iter()
+            .map(|ms| (ms * 1e6) as u64)
+            .collect();
+        assert_eq!(
+            b.initial.latency,
+            switchyard_sim::scenario::Latency::Cycle(ns),
+            "{}",
+            b.id
+        );
+        assert!(b.changes.is_empty() && b.initial.capacity.is_none());
+        assert_eq!(b.initial.error_rate, 0.0);
+    }
+}
+
+#[test]
+fn rr_on_the_study_splits_evenly_at_the_mean_of_the_cycles() {
+    let r = run("rr", "study");
+    let st = &r.stats;
+    for id in ["A", "B", "C"] {
+        assert!(
+            (st.share(id) - 1.0 / 3.0).abs() < 0.005,
+            "{id}: {}",
+            st.share(id)
+        );
+    }
+    // (143.33 + 200 + 250) / 3: each backend walks its cycle in order.
+    let exact = ((10 + 15 + 20 + 400 * 3 + 10 + 15 + 20) as f64 / 9.0 + 200.0 + 250.0) / 3.0;
+    assert!(
+        (st.mean_ms - exact).abs() < 0.5,
+        "{} vs {exact}",
+        st.mean_ms
+    );
+    assert!(st.requests > 55_000, "{}", st.requests);
+    assert_eq!(st.errors, 0);
+    assert_eq!(st.p95_ms, 400.0);
+    assert_eq!(&st.routing_modes[0].mode, "round-robin");
+}
+
+#[test]
+fn sma_and_ewma_herd_onto_b_and_starve_c() {
+    for p in ["sma", "ewma"] {
+        let st = run(p, "study").stats;
+        let (a, b, c) = (st.share("A"), st.share("B"), st.share("C"));
+        assert!(b > a && a > c, "{p}: A {a} B {b} C {c}");
+        assert!(b > 0.9, "{p}: B {b}");
+        assert!(c < 0.05, "{p}: C {c}");
+    }
+}
+
+#[test]
+fn same_inputs_same_bytes_and_the_seed_matters() {
+    let dir = std::env::temp_dir().join(format!("switchyard-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = |seed: u64, csv: &str| {
+        cli([
+            "simulate",
+            "--policy",
+            policy_path("peak-ewma").to_str().unwrap(),
+            "--scenario",
+            scenario_path("degrade").to_str().unwrap(),
+            "--duration",
+            "60s",
+            "--seed",
+            &seed.to_string(),
+            "--overhead",
+            "0.1ms",
+            "--csv",
+            dir.join(csv).to_str().unwrap(),
+        ])
+    };
+    let (one, _) = run_to_string(&args(7, "one.csv")).unwrap();
+    let (two, _) = run_to_string(&args(7, "two.csv")).unwrap();
+    let (other, _) = run_to_string(&args(8, "other.csv")).unwrap();
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    assert_eq!(one, two);
+    assert!(read("one.csv") == read("two.csv"), "CSV bytes differ");
+    assert_ne!(one, other, "the seed changed nothing");
+    assert_ne!(read("one.csv"), read("other.csv"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn csv_is_the_proxy_log_and_reads_back_to_the_same_statistics() {
+    let opts = SimOptions {
+        warmup: Duration::from_secs(10),
+        duration: Duration::from_secs(60),
+        ..SimOptions::default()
+    };
+    let r = run_with("ewma", "fail-recover", &opts);
+    let mut bytes = Vec::new();
+    r.write_csv(&mut bytes).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(CSV_HEADER));
+    let first = lines.next().unwrap();
+    assert!(first.starts_with("2000-01-01T00:00:1"), "{first}");
+    assert!(
+        first.ends_with(",adaptive_ewma,") || first.contains(",simulated,true,"),
+        "{first}"
+    );
+
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut records = Vec::new();
+    let mut outcomes = BTreeMap::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        assert_eq!(row.len(), 10);
+        assert_eq!(&row[1], format!("sim://{}", &row[5]));
+        assert_eq!((&row[7], &row[8], &row[9]), ("simulated", "true", ""));
+        *outcomes.entry(row[6].to_string()).or_insert(0) += 1;
+        records.push(Record {
+            t_ms: 0.0,
+            backend: row[5].to_string(),
+            latency_ms: row[2].parse().unwrap(),
+            status: row[3].parse().unwrap(),
+            routing_mode: row[4].to_string(),
+        });
+    }
+    // The warm-up is left out of both, and `analyze` would compute the very same numbers.
+    assert!(r.requests.len() > records.len());
+    let ids: Vec<String> = r.backends.iter().map(|b| b.id.clone()).collect();
+    let again = RunStats::compute(&r.label, &records, &ids, Some(50.0));
+    assert_eq!(again, r.stats);
+    // The crash at 30 s cut ewma's requests in flight on B.
+    assert_eq!(outcomes.get("broken"), Some(&100), "{outcomes:?}");
+}
+
+#[test]
+fn traffic_leaves_a_degraded_backend_within_a_few_hundred_requests() {
+    const B: u32 = 1;
+    // Before 40 s, B is the fastest: latency-chasing policies favour it.
+    for p in ["sma", "ewma", "peak-ewma"] {
+        let r = run(p, "degrade");
+        assert!(
+            share_of(&window(&r, 10, 40), B) > 0.3,
+            "{p} did not favour B"
+        );
+        let right_after = count_to(&window(&r, 40, 45), B);
+        let later = share_of(&window(&r, 45, 120), B);
+        eprintln!(
+            "degrade {p}: {right_after} requests to B in 40-45 s, then {:.2}%",
+            later * 100.0
+        );
+        assert!(right_after <= 250, "{p}: {right_after}");
+        assert!(later < 0.02, "{p}: {later}");
+        assert_eq!(r.stats.errors, 0);
+    }
+    let rr = run("rr", "degrade");
+    assert!((share_of(&window(&rr, 45, 120), B) - 1.0 / 3.0).abs() < 0.001);
+    let ewma = run("ewma", "degrade");
+    assert!(ewma.stats.p95_ms < rr.stats.p95_ms / 3.0);
+}
+
+#[test]
+fn a_dead_backend_costs_only_the_requests_in_flight_and_none_is_lost() {
+    const B: u32 = 1;
+    for p in ["rr", "sma", "ewma", "peak-ewma"] {
+        let r = run(p, "fail-recover");
+        assert_nothing_lost(&r, 100, 120 * S);
+        let dead = window(&r, 30, 60);
+        // Cut at the crash: at most one per connection.
+        let broken = r
+            .requests
+            .iter()
+            .filter(|x| x.outcome == Outcome::Broken)
+            .count();
+        assert!(broken <= 100, "{p}: {broken}");
+        assert!(r.requests.iter().all(|x| x.status == 200 || x.backend == B));
+        match p {
+            "rr" => assert!((share_of(&dead, B) - 1.0 / 3.0).abs() < 0.001),
+            "sma" | "ewma" => {
+                // B was the favourite when it died: everything in flight there was cut...
+                assert_eq!(broken, 100, "{p}");
+                // ...and nothing more was sent to it.
+                assert_eq!(count_to(&dead, B), 0, "{p}");
+                assert_eq!(r.stats.errors, 100, "{p}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A dead backend fails in microseconds; without ejection its penalised cost times one
+/// request in flight looked cheaper than a busy healthy backend and drew 67% of traffic.
+#[test]
+fn peak_ewma_avoids_a_dead_backend() {
+    let r = run("peak-ewma", "fail-recover");
+    let dead = window(&r, 30, 60);
+    assert!(share_of(&dead, 1) < 0.05, "{}", share_of(&dead, 1));
+}
+
+#[test]
+fn peak_ewma_returns_to_a_recovered_backend() {
+    let r = run("peak-ewma", "fail-recover");
+    let share = share_of(&window(&r, 65, 120), 1);
+    assert!(share > 0.2, "{share}");
+}
+
+#[test]
+fn peak_ewma_beats_rr_when_capacity_differs() {
+    let rr = run("rr", "capacity").stats;
+    let pe = run("peak-ewma", "capacity").stats;
+    eprintln!(
+        "capacity: rr mean {:.2} p95 {:.2}, peak-ewma mean {:.2} p95 {:.2}",
+        rr.mean_ms, rr.p95_ms, pe.mean_ms, pe.p95_ms
+    );
+    assert!(pe.mean_ms < 0.7 * rr.mean_ms);
+    assert!(pe.p95_ms < 0.7 * rr.p95_ms);
+    assert!(pe.req_per_s > 1.5 * rr.req_per_s);
+    assert!(pe.share("A") > 0.5, "{}", pe.share("A"));
+}
+
+#[test]
+fn fifty_backends() {
+    let rr = run("rr", "many").stats;
+    assert_eq!(rr.backends.len(), 50);
+    for b in &rr.backends {
+        assert!(
+            (b.share - 0.02).abs() < 0.0002,
+            "{}: {}",
+            b.backend,
+            b.share
+        );
+    }
+    let slow = |st: &RunStats| {
+        st.backends
+            .iter()
+            .filter(|b| b.backend.starts_with("slow"))
+            .map(|b| b.share)
+            .sum::<f64>()
+    };
+    assert!((slow(&rr) - 0.1).abs() < 0.001);
+    for p in ["ewma", "peak-ewma"] {
+        let st = run(p, "many").stats;
+        eprintln!(
+            "many {p}: slow share {:.3}%, mean {:.2}",
+            slow(&st) * 100.0,
+            st.mean_ms
+        );
+        assert!(slow(&st) < 0.03, "{p}: {}", slow(&st));
+        assert!(st.mean_ms < rr.mean_ms, "{p}");
+    }
+}
+
+#[test]
+fn overhead_and_warmup() {
+    let base = run("rr", "study").stats;
+    let opts = SimOptions {
+        overhead: Duration::from_millis(1),
+        warmup: Duration::from_secs(20),
+        ..SimOptions::default()
+    };
+    let r = run_with("rr", "study", &opts);
+    // The client sees the proxy's overhead; the policy does not (it measures upstream).
+    assert!(
+        (r.stats.mean_ms - base.mean_ms - 1.0).abs() < 0.5,
+        "{}",
+        r.stats.mean_ms
+    );
+    assert!(r.measured().all(|x| x.sent_ns >= 20 * S));
+    assert!(r
+        .measured()
+        .all(|x| x.dispatched_ns == x.sent_ns + 1_000_000));
+    assert_eq!(r.stats.requests as usize, r.measured().count());
+    assert!((r.stats.duration_s - 100.0).abs() < 1e-9);
+}
+
+#[test]
+fn policy_args_reach_the_policy() {
+    let opts = SimOptions {
+        policy_args: vec![("alpha".into(), "0.9".into())],
+        duration: Duration::from_secs(10),
+        ..SimOptions::default()
+    };
+    let r = run_with("ewma", "study", &opts);
+    assert_eq!(r.label, "adaptive_ewma (alpha=0.9)");
+    let bad = SimOptions {
+        policy_args: vec![("alpha".into(), "7".into())],
+        ..SimOptions::default()
+    };
+    let e = simulate(policy("ewma"), &scenario("study"), &bad).unwrap_err();
+    assert!(format!("{e:#}").contains("alpha=7"), "{e:#}");
+}
+
+#[test]
+fn cli_arguments_parse() {
+    let a = cli([
+        "simulate",
+        "--policy",
+        "p.wasm",
+        "--scenario",
+        "s.toml",
+        "--duration",
+        "2m",
+        "--policy-arg",
+        "alpha=0.3",
+        "--policy-arg",
+        "failure-penalty-ms=500",
+        "--warmup",
+        "500ms",
+    ]);
+    assert_eq!(a.connections, 100);
+    assert_eq!(a.seed, 1);
+    assert_eq!(a.duration, Duration::from_secs(120));
+    assert_eq!(a.overhead, Duration::ZERO);
+    assert_eq!(a.warmup, Some(Duration::from_millis(500)));
+    assert_eq!(
+        a.policy_args,
+        [
+            ("alpha".into(), "0.3".into()),
+            ("failure-penalty-ms".into(), "500".into())
+        ]
+    );
+    assert!(try_cli([
+        "simulate",
+        "--policy",
+        "p",
+        "--scenario",
+        "s",
+        "--duration",
+        "120"
+    ])
+    .is_err());
+    assert!(try_cli([
+        "simulate",
+        "--policy",
+        "p",
+        "--scenario",
+        "s",
+        "--policy-arg",
+        "x"
+    ])
+    .is_err());
+}
+
+#[test]
+fn bad_scenario_files_are_named_with_the_field() {
+    let dir = std::env::temp_dir().join(format!("switchyard-scen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let check = |p: &Path, field: &str| {
+        let e = format!("{:#}", Scenario::load(p).unwrap_err());
+        assert!(e.contains(&p.display().to_string()), "{e}");
+        assert!(e.contains(field), "{e}");
+    };
+    check(
+        &write("typo.toml", "[[backend]]\nid = \"A\"\ncylce_ms = [1]\n"),
+        "cylce_ms",
+    );
+    check(
+        &write(
+            "range.toml",
+            "[[backend]]\nid = \"A\"\ncycle_ms = [1]\nerror_rate = 1.5\n",
+        ),
+        "backend[0] (id \"A\").error_rate",
+    );
+    check(
+        &write(
+            "when.toml",
+            "[[backend]]\nid = \"A\"\ncycle_ms = [1]\n[[backend.change]]\nat = \"soon\"\nstate = \"down\"\n",
+        ),
+        "backend[0] (id \"A\").change[0].at",
+    );
+    check(&dir.join("missing.toml"), "cannot read scenario file");
+    // Through the CLI path too.
+    let args = cli([
+        "simulate",
+        "--policy",
+        policy_path("rr").to_str().unwrap(),
+        "--scenario",
+        dir.join("typo.toml").to_str().unwrap(),
+    ]);
+    assert!(format!("{:#}", run_to_string(&args).unwrap_err()).contains("typo.toml"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "prints every policy on every scenario"]
+fn matrix() {
+    for s in ["study", "degrade", "fail-recover", "capacity", "many"] {
+        for p in ["rr", "sma", "ewma", "peak-ewma"] {
+            let r = run(p, s);
+            let st = &r.stats;
+            let shares: Vec<String> = st
+                .backends
+                .iter()
+                .take(3)
+                .map(|b| format!("{} {:.2}%", b.backend, b.share * 100.0))
+                .collect();
+            eprintln!(
+                "{s:12} {p:9} n={:6} rps={:7.1} mean={:7.2} p50={:7.2} p95={:7.2} p99={:7.2} err={:6} | {} | wall {:.0} ms",
+                st.requests,
+                st.req_per_s,
+                st.mean_ms,
+                st.p50_ms,
+                st.p95_ms,
+                st.p99_ms,
+                st.errors,
+                shares.join(", "),
+                r.wall.as_secs_f64() * 1e3
+            );
+        }
+    }
+}
