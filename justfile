@@ -23,9 +23,11 @@ build-fixtures:
     @mkdir -p policies/fixtures/wasm
     @for p in {{ fixtures }}; do cp "policies/target/wasm32-wasip2/release/fixture_${p//-/_}.wasm" "policies/fixtures/wasm/$p.wasm"; done
 
-# Build the host and the backends (release).
+# Build the host and the backends (release). With the test targets: they unify dependency
+# features (dev-dependencies turn some on), so `just test` and `just demo` share one build
+# of wasmtime instead of compiling it twice.
 build: build-policies
-    cargo build --release --workspace --bins
+    cargo build --release --workspace --bins --tests
 
 # Run the study's three simulated backends A, B, C on :8081-8083.
 backends: build

@@ -3,7 +3,9 @@
 //! bulk-data routes for exercising the proxy's streaming paths.
 //!
 //! Routes: `POST|PUT /echo` streams the body back, `GET /bytes/N` sends N
-//! pattern bytes (see [`pattern_byte`]), `GET /health` answers `ok`; these
+//! pattern bytes (see [`pattern_byte`]), `GET /health` answers `ok`,
+//! `GET /version` names the HTTP version the request came in on, and
+//! `GET /stall/MS` sends `first`, pauses MS ms, then sends `rest`; these
 //! bypass the cycle and the capacity limit. Anything else is a profile
 //! request: it takes the next step's latency and answers
 //! `Hello from A - simulated 10ms` with `x-backend-id` and

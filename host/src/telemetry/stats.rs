@@ -181,7 +181,8 @@ pub struct Totals {
     pub faults: u64,
     pub reused: u64,
     pub per_backend: Vec<u64>,
-    /// Failed requests (5xx or no complete response) per backend.
+    /// Failed requests per backend: 5xx, or no complete response because of the backend
+    /// (a client hanging up is not the backend's failure, so aborts are not counted).
     pub per_backend_errors: Vec<u64>,
     /// Latency distribution per backend, for the admin port's Prometheus histogram.
     pub per_backend_latency: Vec<LatencyBuckets>,

@@ -1,4 +1,4 @@
-//! Round-robin: the study's baseline. With `--backend URL@weight` weights it becomes
+//! Round-robin: the study's baseline. With weights (`--backend ID=URL,weight=N`) it becomes
 //! smooth weighted round-robin (nginx's algorithm: no bursts to the heaviest backend).
 use std::cell::RefCell;
 
