@@ -14,12 +14,12 @@ pub const UNITS: &str = "ns, us, ms, s, m, h";
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let hint = || {
-        format!("`{text}` is not a duration: write a number and a unit ({UNITS}), e.g. 10s, 500ms, 1.5s or 2m")
+        format!("invalid duration `{text}`: write a number and a unit ({UNITS}), e.g. 10s, 500ms, 1.5s or 2m")
     };
     if !t.chars().any(|c| c.is_alphabetic()) {
         return Err(
             if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-                format!("`{text}` has no unit: write e.g. {t}s or {t}ms ({UNITS})")
+                format!("invalid duration `{text}`: a unit is required, write e.g. {t}s or {t}ms ({UNITS})")
             } else {
                 hint()
             },
@@ -112,7 +112,7 @@ mod tests {
     fn errors_name_the_fix() {
         assert_eq!(
             parse("10").unwrap_err(),
-            "`10` has no unit: write e.g. 10s or 10ms (ns, us, ms, s, m, h)"
+            "invalid duration `10`: a unit is required, write e.g. 10s or 10ms (ns, us, ms, s, m, h)"
         );
         assert!(parse("ten").unwrap_err().contains("e.g. 10s"));
         let day = Duration::from_secs(86_400);

@@ -5,6 +5,7 @@
 //! assumed.
 mod body;
 mod h2c;
+mod lease;
 mod oneshot;
 mod pool;
 
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderValue, CONNECTION};
+use http::header::HeaderValue;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
@@ -21,7 +22,7 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 
 pub use body::{Body, BoxError};
-pub use pool::Lease;
+pub use lease::Lease;
 
 /// How upstream connections are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,13 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("connection broke: {0}")]
     Broken(BoxError),
+}
+
+impl From<hyper::Error> for UpstreamError {
+    /// hyper reports every failure after the connection is up: the exchange broke.
+    fn from(e: hyper::Error) -> Self {
+        UpstreamError::Broken(e.into())
+    }
 }
 
 /// Per-backend connection counters, readable at any time.
@@ -201,7 +209,7 @@ impl Upstreams {
     pub async fn send(
         &self,
         i: usize,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
     ) -> Result<(Response<Body>, Lease), UpstreamError> {
         let Some(up) = self.backends.get(i) else {
             return Err(UpstreamError::Connect(std::io::Error::other(format!(
@@ -211,17 +219,7 @@ impl Upstreams {
         let exchange = async {
             match (self.mode, self.protocol) {
                 (Mode::Persistent, Protocol::H2c) => h2c::send(up, req).await,
-                (Mode::NonPersistent, _) => {
-                    req.headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                    let mut sender = connect_oneshot(up).await?;
-                    let resp = sender
-                        .send_request(req)
-                        .await
-                        .map_err(|e| UpstreamError::Broken(e.into()))?;
-                    // Dropping the sender lets the connection close once the body is read.
-                    Ok((resp.map(Body::Http1), Lease::none(false)))
-                }
+                (Mode::NonPersistent, _) => oneshot::send(up, req).await,
                 (Mode::Persistent, Protocol::Http1) => pool::send(up, req).await,
             }
         };
@@ -233,7 +231,7 @@ impl Upstreams {
 }
 
 /// Opens a TCP connection to the backend, counting it.
-async fn open(up: &Upstream) -> Result<TcpStream, UpstreamError> {
+pub(crate) async fn open(up: &Upstream) -> Result<TcpStream, UpstreamError> {
     let stream = match TcpStream::connect(up.addr).await {
         Ok(s) => s,
         Err(e) => {
@@ -246,24 +244,18 @@ async fn open(up: &Upstream) -> Result<TcpStream, UpstreamError> {
     Ok(stream)
 }
 
-/// Opens and handshakes a connection for a single exchange (see `oneshot` for its close).
-async fn connect_oneshot(up: &Upstream) -> Result<SendRequest<Incoming>, UpstreamError> {
-    handshake(oneshot::Abortive::new(open(up).await?)).await
-}
-
 /// Opens and handshakes a new HTTP/1.1 connection.
 async fn connect(up: &Upstream) -> Result<SendRequest<Incoming>, UpstreamError> {
     handshake(open(up).await?).await
 }
 
 /// Starts HTTP/1.1 on `io`, with the connection driven by its own task.
-async fn handshake<T>(io: T) -> Result<SendRequest<Incoming>, UpstreamError>
+pub(crate) async fn handshake<T>(io: T) -> Result<SendRequest<Incoming>, UpstreamError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-        .await
-        .map_err(|e| UpstreamError::Broken(e.into()))?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
     tokio::spawn(async move {
         // Ends when the exchange is over (non-persistent), the backend closes, or every
         // sender is dropped; errors were already reported to the request that saw them.

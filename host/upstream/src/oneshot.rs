@@ -12,8 +12,26 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::header::{HeaderValue, CONNECTION};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::{handshake, open, Body, Lease, Upstream, UpstreamError};
+
+/// One exchange on a connection of its own, `Connection: close`.
+pub(super) async fn send(
+    up: &Upstream,
+    mut req: Request<Incoming>,
+) -> Result<(Response<Body>, Lease), UpstreamError> {
+    req.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    let mut sender = handshake(Abortive::new(open(up).await?)).await?;
+    let resp = sender.send_request(req).await?;
+    // Dropping the sender lets the connection close once the body is read.
+    Ok((resp.map(Body::Http1), Lease::none(false)))
+}
 
 /// A connection that answers the backend's close with a reset when it is shut down.
 pub(super) struct Abortive(TcpStream);

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 
-use super::{connect, Body, Upstream, UpstreamError};
+use super::{connect, Body, Lease, Upstream, UpstreamError};
 
 /// Idle connections beyond this are closed rather than kept.
 const MAX_IDLE: usize = 1024;
@@ -27,36 +27,10 @@ impl Idle {
         None
     }
 
-    fn push(&self, sender: SendRequest<Incoming>) {
+    pub(super) fn push(&self, sender: SendRequest<Incoming>) {
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(sender);
-        }
-    }
-}
-
-/// A connection lent to one exchange. `release` once the response body is complete gives
-/// it back to the pool; dropping it instead closes the connection when hyper is done.
-pub struct Lease {
-    conn: Option<(SendRequest<Incoming>, Arc<Upstream>)>,
-    reused: bool,
-}
-
-impl Lease {
-    pub(super) fn none(reused: bool) -> Self {
-        Lease { conn: None, reused }
-    }
-
-    /// Whether the exchange went over a connection that was already open.
-    pub fn reused(&self) -> bool {
-        self.reused
-    }
-
-    pub fn release(mut self) {
-        if let Some((sender, up)) = self.conn.take() {
-            if !sender.is_closed() {
-                up.idle.push(sender);
-            }
         }
     }
 }
@@ -78,25 +52,21 @@ pub(super) async fn send(
         match sender.try_send_request(req).await {
             Ok(resp) => {
                 up.stats.reused.fetch_add(1, Ordering::Relaxed);
-                return Ok((resp.map(Body::Http1), lease(sender, up, true)));
+                return Ok((
+                    resp.map(Body::Http1),
+                    Lease::pooled(sender, up.clone(), true),
+                ));
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) => req = unsent,
-                None => return Err(UpstreamError::Broken(e.into_error().into())),
+                None => return Err(e.into_error().into()),
             },
         }
     }
     let mut sender = connect(up).await?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| UpstreamError::Broken(e.into()))?;
-    Ok((resp.map(Body::Http1), lease(sender, up, false)))
-}
-
-fn lease(sender: SendRequest<Incoming>, up: &Arc<Upstream>, reused: bool) -> Lease {
-    Lease {
-        conn: Some((sender, up.clone())),
-        reused,
-    }
+    let resp = sender.send_request(req).await?;
+    Ok((
+        resp.map(Body::Http1),
+        Lease::pooled(sender, up.clone(), false),
+    ))
 }
