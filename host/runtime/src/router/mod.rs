@@ -7,20 +7,27 @@
 //!
 //! One mutex guards the instance: a call costs well under a microsecond, so a lock held
 //! for its duration is cheaper than any cross-thread hand-off would be.
+//!
+//! Files: the counters ([`counters`]), the options ([`options`]), the breaker and the
+//! replacement of a faulted instance ([`breaker`]), swaps with their rehearsal and warm
+//! start ([`swap`]), and the ring of recent observations they replay ([`replay`]).
 mod breaker;
 mod counters;
 mod options;
 mod replay;
 mod swap;
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use crate::component::{LoadError, PolicyComponent};
 use crate::instance::{PolicyInstance, Setup};
 use crate::types::{Backend, FaultKind, Observation, RequestView, Scores};
+
+use breaker::FaultWindow;
+use replay::Replay;
 
 pub use counters::{Counters, TIMING_SAMPLE};
 pub use options::{Rebuild, RouterOptions};
@@ -34,6 +41,7 @@ pub const BUILTIN_NAME: &str = "native-round-robin";
 /// The answer for one request.
 #[derive(Debug, Clone)]
 pub struct Choice {
+    /// Index of the chosen backend in [`Router::backends`].
     pub backend: usize,
     /// Who chose: the policy's name, or [`FALLBACK_NAME`].
     pub routed_by: Arc<str>,
@@ -44,9 +52,13 @@ pub struct Choice {
 /// What is loaded now, for consoles and the admin API.
 #[derive(Debug, Clone)]
 pub struct PolicyStatus {
+    /// The policy's name (from its `configure`), or [`BUILTIN_NAME`].
     pub name: Arc<str>,
-    pub file: std::path::PathBuf,
+    /// The policy file, or [`BUILTIN_NAME`] for the built-in round-robin.
+    pub file: PathBuf,
+    /// 1 for the first policy, one more for each successful swap.
     pub generation: u64,
+    /// When this generation was switched in.
     pub loaded_at: SystemTime,
     /// The breaker has tripped: every request goes round-robin until a new policy loads.
     pub disabled: bool,
@@ -54,6 +66,9 @@ pub struct PolicyStatus {
     pub live: bool,
 }
 
+/// Routes requests through the loaded policy, and keeps routing when it faults: the one
+/// object the proxy, the simulator and the benchmarks drive. Cheap to clone (one `Arc`);
+/// every clone drives the same policy.
 #[derive(Clone)]
 pub struct Router {
     inner: Arc<Inner>,
@@ -61,35 +76,43 @@ pub struct Router {
 
 struct Inner {
     /// Routing natively (no policy) until the first swap; see [`Router::builtin_round_robin`].
-    builtin: std::sync::atomic::AtomicBool,
+    builtin: AtomicBool,
+    /// [`BUILTIN_NAME`] as an `Arc`, so that a [`Choice`] clones a
+    /// pointer instead of allocating.
     builtin_name: Arc<str>,
     setup: Setup,
     options: RouterOptions,
-    state: Mutex<State>,
+    state: Mutex<RouterState>,
     counters: Counters,
+    /// The next backend of the host's round-robin (fallback and built-in).
     fallback_next: AtomicUsize,
+    /// [`FALLBACK_NAME`], likewise.
     fallback_name: Arc<str>,
 }
 
-struct State {
+/// What the router's mutex guards: the live policy and the observations to replay.
+struct RouterState {
     active: Active,
-    /// Recent observations, oldest first, for warm starts.
-    ring: VecDeque<Observation>,
-    /// Observations ever recorded; with `ring` it locates what a replay missed.
-    seen: u64,
+    replay: Replay,
 }
 
+/// The policy generation in use, with its instance (absent while faulted).
 struct Active {
     /// None for the built-in round-robin.
     component: Option<Arc<PolicyComponent>>,
+    /// None after a fault, until a replacement is built (or for good, once disabled).
     instance: Option<PolicyInstance>,
     name: Arc<str>,
     score_label: String,
     generation: u64,
     loaded_at: SystemTime,
-    fault_times: VecDeque<u64>,
+    /// Recent faults, for the breaker.
+    faults: FaultWindow,
+    /// The breaker tripped: no instance until the next swap.
     disabled: bool,
 }
+
+// === impl Router ===
 
 impl Router {
     /// Starts routing with `component`. Fails if it cannot be instantiated or configured.
@@ -125,7 +148,7 @@ impl Router {
             score_label: String::new(),
             generation: 1,
             loaded_at: SystemTime::now(),
-            fault_times: VecDeque::new(),
+            faults: FaultWindow::default(),
             disabled: false,
         };
         Router::with(active, setup, options, true)
@@ -134,13 +157,12 @@ impl Router {
     fn with(active: Active, setup: Setup, options: RouterOptions, builtin: bool) -> Router {
         Router {
             inner: Arc::new(Inner {
-                builtin: std::sync::atomic::AtomicBool::new(builtin),
+                builtin: AtomicBool::new(builtin),
                 builtin_name: Arc::from(BUILTIN_NAME),
                 setup,
-                state: Mutex::new(State {
+                state: Mutex::new(RouterState {
                     active,
-                    ring: VecDeque::with_capacity(options.replay),
-                    seen: 0,
+                    replay: Replay::new(options.replay),
                 }),
                 options,
                 counters: Counters::default(),
@@ -150,10 +172,12 @@ impl Router {
         }
     }
 
+    /// The backends, in the order their indices refer to (in [`Choice`], [`Observation`]).
     pub fn backends(&self) -> &[Backend] {
         &self.inner.setup.backends
     }
 
+    /// The router's counters (lock-free).
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
     }
@@ -172,13 +196,7 @@ impl Router {
         let c = &self.inner.counters;
         let mut st = self.inner.lock();
         if let Some(instance) = st.active.instance.as_mut() {
-            let timed = c
-                .choose_calls
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(TIMING_SAMPLE);
-            let started = timed.then(Instant::now);
-            let answer = instance.choose(req, now_ns);
-            c.record_timing(started);
+            let answer = c.sampled(&c.choose_calls, || instance.choose(req, now_ns));
             match answer {
                 Ok(backend) => {
                     return Choice {
@@ -205,15 +223,9 @@ impl Router {
         }
         let c = &self.inner.counters;
         let mut st = self.inner.lock();
-        st.record(o, self.inner.options.replay);
+        st.replay.record(o);
         if let Some(instance) = st.active.instance.as_mut() {
-            let timed = c
-                .observe_calls
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(TIMING_SAMPLE);
-            let started = timed.then(Instant::now);
-            let result = instance.observe(&o);
-            c.record_timing(started);
+            let result = c.sampled(&c.observe_calls, || instance.observe(&o));
             if let Err(fault) = result {
                 self.on_fault(st, fault, "observe", o.now_ns);
             }
@@ -234,16 +246,12 @@ impl Router {
         }
     }
 
+    /// What is loaded now. Takes the routing lock briefly (no call into the policy).
     pub fn status(&self) -> PolicyStatus {
         let st = self.inner.lock();
         PolicyStatus {
             name: st.active.name.clone(),
-            file: st
-                .active
-                .component
-                .as_ref()
-                .map(|c| c.path().to_path_buf())
-                .unwrap_or_else(|| BUILTIN_NAME.into()),
+            file: component_path(&st.active),
             generation: st.active.generation,
             loaded_at: st.active.loaded_at,
             disabled: st.active.disabled,
@@ -251,6 +259,7 @@ impl Router {
         }
     }
 
+    /// Routes one request with the host's round-robin, counting it.
     fn fallback(&self, fault: Option<FaultKind>) -> Choice {
         let n = self.inner.setup.backends.len().max(1);
         let i = self.inner.fallback_next.fetch_add(1, Ordering::Relaxed) % n;
@@ -266,13 +275,17 @@ impl Router {
     }
 }
 
+// === impl Inner ===
+
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, RouterState> {
         // A poisoned lock means a panic while held; the state is still consistent enough
         // to keep routing (worst case the instance is faulted and replaced).
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+// === impl Active ===
 
 impl Active {
     fn new(component: Arc<PolicyComponent>, instance: PolicyInstance, generation: u64) -> Self {
@@ -283,13 +296,14 @@ impl Active {
             instance: Some(instance),
             generation,
             loaded_at: SystemTime::now(),
-            fault_times: VecDeque::new(),
+            faults: FaultWindow::default(),
             disabled: false,
         }
     }
 }
 
-fn component_path(active: &Active) -> std::path::PathBuf {
+/// The file `active` was loaded from, or [`BUILTIN_NAME`] for the built-in round-robin.
+fn component_path(active: &Active) -> PathBuf {
     active
         .component
         .as_ref()

@@ -1,4 +1,5 @@
-//! How the router is configured.
+//! How a router is configured: the sandbox limits, the warm-start replay, the breaker and
+//! how a faulted instance is replaced.
 use std::time::Duration;
 
 use crate::types::Limits;
@@ -12,15 +13,21 @@ pub enum Rebuild {
     Inline,
 }
 
+/// A router's configuration; [`RouterOptions::default`] is what the proxy uses unless told
+/// otherwise.
 #[derive(Debug, Clone)]
 pub struct RouterOptions {
+    /// The sandbox limits of every instance (CPU deadline per call, memory cap).
     pub limits: Limits,
     /// Recent observations kept to warm-start a new or replacement instance (0: cold start).
     pub replay: usize,
+    /// How a faulted instance is replaced.
     pub rebuild: Rebuild,
     /// This many faults within `breaker_window` disable the policy until the next swap.
     pub breaker_faults: usize,
+    /// See `breaker_faults`.
     pub breaker_window: Duration,
+    /// Passed to the policy in `configure`, and the seed of its `wasi:random` stream.
     pub seed: u64,
 }
 

@@ -1,5 +1,6 @@
-//! Swapping in a new policy: rehearsal on a throwaway instance, then a warm start from
-//! the recent observations, then the switch under the lock.
+//! Swapping in a new policy: a rehearsal on a throwaway instance, then a warm start from
+//! the recent observations off the routing lock, then a catch-up on what arrived
+//! meanwhile and the switch, under the lock.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,17 +8,30 @@ use std::time::{Duration, Instant};
 use super::{component_path, Active, Router};
 use crate::component::{LoadError, PolicyComponent};
 use crate::instance::{Fault, PolicyInstance};
-use crate::types::Observation;
+use crate::types::{NoRequest, Observation, Outcome};
 
 /// Result of a successful swap.
 #[derive(Debug, Clone)]
 pub struct SwapReport {
+    /// The name of the policy swapped out.
     pub from: Arc<str>,
+    /// The name of the policy swapped in.
     pub to: Arc<str>,
     /// Instantiate + configure + replay, excluding compilation.
     pub took: Duration,
+    /// Observations replayed into the new instance from the ring.
     pub replayed: usize,
+    /// The new policy's generation.
     pub generation: u64,
+}
+
+/// A new instance fed the replay ring's snapshot.
+pub(super) struct Warm {
+    pub(super) instance: PolicyInstance,
+    /// Observations replayed.
+    pub(super) replayed: usize,
+    /// The ring's `seen` count at the snapshot, to catch up from.
+    pub(super) seen: u64,
 }
 
 impl Router {
@@ -33,19 +47,16 @@ impl Router {
         let result = self
             .rehearse(&component, now_ns)
             .and_then(|()| self.warm_instance(&component, now_ns));
-        let (instance, replayed) = match result {
-            Ok(ok) => ok,
+        let warm = match result {
+            Ok(warm) => warm,
             Err(e) => {
-                self.inner
-                    .counters
-                    .failed_swaps
-                    .fetch_add(1, Ordering::Relaxed);
+                self.record_failed_swap();
                 return Err(e);
             }
         };
         let mut st = self.inner.lock();
-        let mut active = Active::new(component, instance, st.active.generation + 1);
-        let missed = st.since(replayed.1);
+        let mut active = Active::new(component, warm.instance, st.active.generation + 1);
+        let missed = st.replay.since(warm.seen);
         if let Some(instance) = active.instance.as_mut() {
             for o in missed {
                 if instance.observe(&o).is_err() {
@@ -56,10 +67,7 @@ impl Router {
         }
         if active.instance.is_none() {
             drop(st);
-            self.inner
-                .counters
-                .failed_swaps
-                .fetch_add(1, Ordering::Relaxed);
+            self.record_failed_swap();
             return Err(LoadError::Faulted {
                 path: component_path(&active),
                 stage: "replay",
@@ -70,7 +78,7 @@ impl Router {
             from: st.active.name.clone(),
             to: active.name.clone(),
             took: started.elapsed(),
-            replayed: replayed.0,
+            replayed: warm.replayed,
             generation: active.generation,
         };
         st.active = active;
@@ -94,7 +102,7 @@ impl Router {
     /// running policy keeps routing, instead of faulting on live traffic.
     fn rehearse(&self, component: &PolicyComponent, now_ns: u64) -> Result<(), LoadError> {
         const REHEARSALS: u64 = 16;
-        let (mut instance, _) = self.warm_instance(component, now_ns)?;
+        let mut instance = self.warm_instance(component, now_ns)?.instance;
         let failed = |f: Fault| LoadError::Faulted {
             path: component.path().to_path_buf(),
             stage: "rehearsal",
@@ -102,33 +110,28 @@ impl Router {
         };
         for i in 0..REHEARSALS {
             let t = now_ns + i * 1_000_000;
-            let backend = instance
-                .choose(&crate::types::NoRequest, t)
-                .map_err(failed)?;
+            let backend = instance.choose(&NoRequest, t).map_err(failed)?;
             instance
                 .observe(&Observation {
                     backend,
                     now_ns: t + 500_000,
                     latency_ns: 500_000,
                     status: 200,
-                    outcome: crate::types::Outcome::Response,
+                    outcome: Outcome::Response,
                 })
                 .map_err(failed)?;
         }
         Ok(())
     }
 
-    /// A new instance of `component`, configured and fed the recent observations. Returns
-    /// it with (observations replayed, `seen` at the snapshot).
+    /// A new instance of `component`, configured and fed a snapshot of the replay ring
+    /// (taken under the lock, replayed outside it).
     pub(super) fn warm_instance(
         &self,
         component: &PolicyComponent,
         now_ns: u64,
-    ) -> Result<(PolicyInstance, (usize, u64)), LoadError> {
-        let (snapshot, seen) = {
-            let st = self.inner.lock();
-            (st.ring.iter().copied().collect::<Vec<_>>(), st.seen)
-        };
+    ) -> Result<Warm, LoadError> {
+        let (snapshot, seen) = self.inner.lock().replay.snapshot();
         let mut instance = PolicyInstance::new(
             component,
             &self.inner.setup,
@@ -142,6 +145,10 @@ impl Router {
                 reason: f.detail,
             })?;
         }
-        Ok((instance, (snapshot.len(), seen)))
+        Ok(Warm {
+            instance,
+            replayed: snapshot.len(),
+            seen,
+        })
     }
 }
