@@ -1,6 +1,9 @@
-//! `wasi:clocks` for policies: frozen at zero.
+//! `wasi:clocks` for policies: frozen at zero. Time reaches a policy only as the `now-ns`
+//! of each call, so the same policy runs in real time in the proxy and in virtual time in
+//! the simulator.
 use std::time::Duration;
 
+/// A wall clock and a monotonic clock that always read zero.
 pub(super) struct FrozenClock;
 
 impl wasmtime_wasi::HostWallClock for FrozenClock {

@@ -1,5 +1,6 @@
 //! The WASI allow-list: the linker that gives policies the subset described in the
 //! parent module, and the check that refuses, by name, a policy importing anything else.
+//! Both live here because they must agree: `LINKED` names what `linker` adds.
 use wasmtime::component::Linker;
 use wasmtime::Engine;
 use wasmtime_wasi::p2::bindings::sync::io::{poll, streams};
@@ -7,7 +8,7 @@ use wasmtime_wasi::p2::bindings::sync::io::{poll, streams};
 use super::wasi_io::{ErrorIo, SyncIo, Table};
 use super::StoreState;
 
-/// The linker with the WASI subset described at the top of this module.
+/// The linker with the WASI subset described in the `sandbox` module (and in `LINKED`).
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
@@ -21,8 +22,10 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     filesystem::preopens::add_to_linker::<_, WasiFilesystem>(&mut l, |t: &mut StoreState| {
         t.filesystem()
     })?;
-    // Safe to link for real: every operation needs a descriptor, and with no preopens a
-    // policy can never obtain one.
+    // wasmtime-wasi's sync filesystem bindings run every operation through `in_tokio`
+    // (`Handle::block_on`), which panics on a Tokio worker, unlike our `wasi:io`. They are
+    // safe only because they are unreachable: every operation needs a descriptor, and
+    // with no preopens a policy can never obtain one. The `open-file` fixture checks it.
     wasmtime_wasi::p2::bindings::sync::filesystem::types::add_to_linker::<_, WasiFilesystem>(
         &mut l,
         |t: &mut StoreState| t.filesystem(),

@@ -2,33 +2,38 @@
 //!
 //! Policies are built for `wasm32-wasip2`, so Rust's std makes them import some WASI even
 //! when they never touch it. The host links only what cannot leak or block:
-//! - `wasi:clocks`: frozen at zero. Time reaches a policy as `now-ns` in each call, so
-//!   the simulator can run it in virtual time.
-//! - `wasi:random`: a deterministic stream from the policy's seed (std's `HashMap` needs it).
+//! - `wasi:clocks`: frozen at zero ([`clocks`]). Time reaches a policy as `now-ns` in each
+//!   call, so the simulator can run it in virtual time.
+//! - `wasi:random`: a deterministic stream from the policy's seed ([`random`]; std's
+//!   `HashMap` needs it).
 //! - `wasi:cli` stdout/stderr: line-buffered into the host's log with the policy's name;
 //!   stdin is empty, the environment and arguments are empty, `exit` traps.
 //! - `wasi:filesystem/preopens`: an empty list, so `std::fs` fails with an error instead
 //!   of trapping.
-//! - `wasi:io`: streams and pollables implemented synchronously here, never blocking.
-//!   (wasmtime-wasi's own sync versions call `Handle::block_on`, which panics on a Tokio
-//!   worker thread, i.e. on the proxy's request path.)
+//! - `wasi:filesystem/types`: wasmtime-wasi's sync bindings, which would block on a Tokio
+//!   worker like its `wasi:io` (below), but are unreachable: every operation needs a
+//!   descriptor, and without a preopened directory a policy can never obtain one. The
+//!   `open-file` fixture (`policies/fixtures/open-file`) guards this.
+//! - `wasi:io`: streams and pollables implemented synchronously here, never blocking
+//!   ([`wasi_io`]). (wasmtime-wasi's own sync versions call `Handle::block_on`, which
+//!   panics on a Tokio worker thread, i.e. on the proxy's request path.)
 //!
-//! - `wasi:filesystem/types`: linked, but unreachable without a preopened directory.
-//!
-//! A policy importing anything else (sockets, HTTP, ...) is refused at load, by name.
+//! A policy importing anything else (sockets, HTTP, ...) is refused at load, by name
+//! ([`imports`], which also builds the linker). Each call runs under a CPU deadline
+//! ([`deadline`]) and a memory cap ([`memory`]), both kept in the store's [`StoreState`].
 mod clocks;
 mod deadline;
 mod imports;
 mod memory;
+mod random;
 mod wasi_io;
-
-use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::stderr::LogStream;
+use crate::types::Limits;
 use clocks::FrozenClock;
 use deadline::Deadline;
 use memory::MemoryCap;
@@ -46,51 +51,37 @@ pub(crate) struct StoreState {
 }
 
 impl StoreState {
-    pub(crate) fn new(label: &str, seed: u64, memory_bytes: usize) -> Self {
+    /// The sandbox of one instance: its log lines are prefixed with `label`, its random
+    /// stream comes from `seed`, and `limits` bound each call.
+    pub(crate) fn new(label: &str, seed: u64, limits: Limits) -> Self {
         let log = LogStream::new(label);
-        let mut random = Vec::with_capacity(256);
-        let mut x = seed;
-        for _ in 0..32 {
-            x = splitmix(x);
-            random.extend_from_slice(&x.to_le_bytes());
-        }
         let wasi = WasiCtx::builder()
             .stdout(log.clone())
             .stderr(log)
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
-            .secure_random(wasmtime_wasi::Deterministic::new(random.clone()))
-            .insecure_random(wasmtime_wasi::Deterministic::new(random))
-            .insecure_random_seed(u128::from(splitmix(seed ^ 0x5EED)))
+            .secure_random(random::stream(seed))
+            .insecure_random(random::stream(seed))
+            .insecure_random_seed(random::seed(seed))
             .allow_blocking_current_thread(false)
             .build();
         StoreState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryCap {
-                max_bytes: memory_bytes,
-                hit: false,
-            },
-            deadline: Deadline {
-                window_ticks: 1,
-                window: Duration::ZERO,
-                cpu_mark: None,
-                windows: 0,
-            },
+            limiter: MemoryCap::new(limits.memory_bytes),
+            deadline: Deadline::new(limits.deadline),
         }
-    }
-
-    /// Sets the deadline's window (half the per-call deadline, in ticks of `tick`).
-    pub(crate) fn set_deadline_window(&mut self, window_ticks: u64, tick: Duration) {
-        self.deadline.window_ticks = window_ticks;
-        self.deadline.window = tick * window_ticks as u32;
     }
 
     /// Starts a new call's deadline; returns the ticks until its first check.
     pub(crate) fn arm_deadline(&mut self) -> u64 {
-        self.deadline.cpu_mark = None;
-        self.deadline.windows = 0;
-        self.deadline.window_ticks
+        self.deadline.arm()
+    }
+
+    /// Starts the deadline of instantiation and `configure`, which get more room for
+    /// one-time work; returns the ticks until its first check.
+    pub(crate) fn arm_setup_deadline(&mut self) -> u64 {
+        self.deadline.arm_setup()
     }
 
     /// For `Store::epoch_deadline_callback`.
@@ -98,13 +89,14 @@ impl StoreState {
         self.deadline.on_expiry()
     }
 
+    /// For `Store::limiter`.
     pub(crate) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limiter
     }
 
     /// Whether a memory grow was refused since the last call to `take_memory_hit`.
     pub(crate) fn take_memory_hit(&mut self) -> bool {
-        std::mem::take(&mut self.limiter.hit)
+        self.limiter.take_hit()
     }
 }
 
@@ -115,13 +107,6 @@ impl WasiView for StoreState {
             table: &mut self.table,
         }
     }
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Builds the engine: epoch interruption for the CPU deadline, and no component-model

@@ -1,8 +1,14 @@
 //! `wasi:io` for policies: streams and pollables implemented without ever blocking.
+//!
+//! Hand-written because wasmtime-wasi's sync `wasi:io` wraps every operation, `drop`
+//! included, in `in_tokio`, which calls `Handle::block_on` when a Tokio runtime is
+//! current: that panics on the proxy's worker threads, i.e. on the request path. The price
+//! is following wasmtime-wasi's host traits at each major release.
 use wasmtime::component::{HasData, Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::sync::io::{poll, streams};
 use wasmtime_wasi::p2::{DynPollable, StreamError};
 
+/// `wasi:io/error`, whose host side needs only the resource table.
 pub(super) struct ErrorIo;
 
 impl HasData for ErrorIo {
