@@ -3,6 +3,7 @@
 //!
 //! It knows nothing of HTTP or sockets: the proxy, the simulator and the benchmarks all
 //! drive the same [`Router`], passing time in as `now_ns` so that virtual time works too.
+#![warn(missing_docs)]
 mod bindings;
 mod component;
 mod instance;
