@@ -14,28 +14,41 @@ use crate::PolicyRuntime;
 /// Why a policy could not be loaded. Callers branch on it (exit code 2 at start-up, keep the
 /// running policy on reload), and its message is shown to the operator as is.
 #[derive(Debug, Error)]
+// The fields are named by the messages; documenting each would repeat them.
+#[allow(missing_docs)]
 pub enum LoadError {
+    /// The file does not exist.
     #[error("policy file {0} not found: pass the path of a built .wasm component")]
     NotFound(PathBuf),
+    /// The file exists but cannot be read.
     #[error("cannot read policy file {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The file is empty (possibly still being written).
     #[error("policy file {0} is empty: it may still be being written; rebuild it")]
     Empty(PathBuf),
+    /// The file does not start with the wasm magic number.
     #[error("policy file {0} is not WebAssembly (no \\0asm header): pass a .wasm component built for wasm32-wasip2")]
     NotWasm(PathBuf),
+    /// The file is a core module, not a component.
     #[error("policy file {0} is a core wasm module, not a component: build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)")]
     CoreModule(PathBuf),
+    /// The file is cut short or does not validate.
     #[error("policy file {path} is not a valid wasm component ({reason}): rebuild it; if it was being written, it will be retried")]
     Invalid { path: PathBuf, reason: String },
+    /// The component does not export the policy interface the host calls.
     #[error("policy file {path} does not implement switchyard:policy/policy@0.1.0 (world `router` in wit/policy.wit): {reason}")]
     WrongWorld { path: PathBuf, reason: String },
+    /// The component imports an interface the sandbox does not provide.
     #[error("policy file {path} imports {import}, which the sandbox does not give policies (no files, sockets, environment or clocks): remove that use from the policy")]
     Forbidden { path: PathBuf, import: String },
+    /// The policy's `configure` returned an error.
     #[error("policy {path} rejected its configuration: {message}")]
     Rejected { path: PathBuf, message: String },
+    /// The policy trapped, ran out of time or memory while being set up, rehearsed or
+    /// warm-started; `stage` says which.
     #[error("policy {path} faulted in {stage}: {reason}")]
     Faulted {
         path: PathBuf,
@@ -63,6 +76,7 @@ pub struct PolicyComponent {
 }
 
 impl PolicyComponent {
+    /// The file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -72,12 +86,15 @@ impl PolicyComponent {
         &self.label
     }
 
+    /// How long validation and compilation took.
     pub fn compile_time(&self) -> std::time::Duration {
         self.compile_time
     }
 }
 
+/// The preamble of a wasm component: magic number, then version 0x0d and layer 1.
 const COMPONENT_HEADER: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00];
+/// The preamble of a core wasm module: magic number, then version 1 and layer 0.
 const CORE_HEADER: [u8; 8] = [0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00];
 
 pub(crate) fn load(rt: &PolicyRuntime, path: &Path) -> Result<Arc<PolicyComponent>, LoadError> {
@@ -97,21 +114,7 @@ pub(crate) fn load_bytes(
     bytes: &[u8],
 ) -> Result<Arc<PolicyComponent>, LoadError> {
     let path = path.to_path_buf();
-    if bytes.is_empty() {
-        return Err(LoadError::Empty(path));
-    }
-    if bytes.len() < 8 && COMPONENT_HEADER.starts_with(bytes) {
-        return Err(LoadError::Invalid {
-            path,
-            reason: "the file ends inside the wasm header".into(),
-        });
-    }
-    if bytes.len() < 8 || bytes[..4] != COMPONENT_HEADER[..4] {
-        return Err(LoadError::NotWasm(path));
-    }
-    if bytes[..8] == CORE_HEADER {
-        return Err(LoadError::CoreModule(path));
-    }
+    check_header(&path, bytes)?;
     let started = Instant::now();
     let component = Component::new(rt.engine(), bytes).map_err(|e| LoadError::Invalid {
         path: path.clone(),
@@ -137,4 +140,77 @@ pub(crate) fn load_bytes(
         label,
         compile_time: started.elapsed(),
     }))
+}
+
+/// Sniffs the preamble, so that the common mistakes (an empty or half-written file, a
+/// core module, not wasm at all) get a message that says what to do rather than the
+/// validator's. Anything that passes may still fail to validate.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    let path = || path.to_path_buf();
+    if bytes.is_empty() {
+        return Err(LoadError::Empty(path()));
+    }
+    if bytes.len() < 8 && COMPONENT_HEADER.starts_with(bytes) {
+        return Err(LoadError::Invalid {
+            path: path(),
+            reason: "the file ends inside the wasm header".into(),
+        });
+    }
+    if bytes.len() < 8 || bytes[..4] != COMPONENT_HEADER[..4] {
+        return Err(LoadError::NotWasm(path()));
+    }
+    if bytes[..8] == CORE_HEADER {
+        return Err(LoadError::CoreModule(path()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sniff(bytes: &[u8]) -> Result<(), LoadError> {
+        check_header(Path::new("p.wasm"), bytes)
+    }
+
+    #[test]
+    fn a_component_header_passes() {
+        assert!(sniff(&COMPONENT_HEADER).is_ok());
+        let mut longer = COMPONENT_HEADER.to_vec();
+        longer.extend_from_slice(b"sections follow");
+        assert!(sniff(&longer).is_ok());
+    }
+
+    #[test]
+    fn a_core_module_is_named_as_such() {
+        let mut module = CORE_HEADER.to_vec();
+        module.push(0x01);
+        assert!(matches!(sniff(&CORE_HEADER), Err(LoadError::CoreModule(_))));
+        assert!(matches!(sniff(&module), Err(LoadError::CoreModule(_))));
+    }
+
+    #[test]
+    fn empty_and_cut_short_files_may_be_partial() {
+        assert!(matches!(sniff(b""), Err(LoadError::Empty(_))));
+        for len in 1..8 {
+            let cut = sniff(&COMPONENT_HEADER[..len]);
+            assert!(matches!(cut, Err(LoadError::Invalid { .. })), "{len} bytes");
+            assert!(cut.is_err_and(|e| e.may_be_partial()));
+        }
+    }
+
+    #[test]
+    fn garbage_is_not_wasm() {
+        for bytes in [&b"hello"[..], b"#!/bin/sh\necho hi\n", b"\0asX\x0d\0\x01\0"] {
+            assert!(
+                matches!(sniff(bytes), Err(LoadError::NotWasm(_))),
+                "{bytes:?}"
+            );
+        }
+        // A core module cut short is not a prefix of a component header either.
+        assert!(matches!(
+            sniff(&CORE_HEADER[..5]),
+            Err(LoadError::NotWasm(_))
+        ));
+    }
 }

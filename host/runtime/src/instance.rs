@@ -17,36 +17,43 @@ use crate::types::{Backend, FaultKind, Limits, Observation, Outcome, RequestView
 /// What the router hands a new instance: the same for every instance of a router.
 #[derive(Debug, Clone)]
 pub struct Setup {
+    /// The backends, in index order.
     pub backends: Vec<Backend>,
+    /// The policy's `KEY=VALUE` settings, passed to `configure` as given.
     pub config: Vec<(String, String)>,
+    /// Passed to `configure`, and the seed of the instance's `wasi:random` stream.
     pub seed: u64,
 }
 
 /// A failed call: its kind and the engine's explanation.
 #[derive(Debug, Clone)]
 pub struct Fault {
+    /// What went wrong.
     pub kind: FaultKind,
+    /// The engine's explanation, one line (e.g. "wasm trap: interrupt").
     pub detail: String,
 }
 
 /// What a policy said about itself in `configure`.
 #[derive(Debug, Clone)]
 pub struct PolicyInfo {
+    /// The policy's name, shown as its `routing_mode`.
     pub name: Arc<str>,
+    /// What its scores mean (e.g. "ewma"); empty when it keeps none.
     pub score_label: String,
     fields: RequestFields,
+    /// Header names the policy reads, lower-cased.
     headers: Vec<String>,
 }
 
+/// One configured instance of a policy, in its own store. Not thread-safe by itself: the
+/// [`Router`](crate::Router) keeps it behind a mutex.
 pub struct PolicyInstance {
     store: Store<StoreState>,
     bindings: Bindings,
     info: PolicyInfo,
     backends: usize,
 }
-
-/// The epoch ticker's period; deadlines are whole ticks.
-pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl PolicyInstance {
     /// Instantiates and configures `component`. Slow (microseconds to milliseconds): never
@@ -60,16 +67,13 @@ impl PolicyInstance {
         let engine = component.pre.instance_pre().engine();
         let mut store = Store::new(
             engine,
-            StoreState::new(component.label(), setup.seed, limits.memory_bytes),
+            StoreState::new(component.label(), setup.seed, limits),
         );
         store.limiter(|s| s.limiter());
-        // Checked in two windows of half the deadline each (see `sandbox::Deadline`).
-        let window_ticks = (limits.deadline.as_nanos() / TICK.as_nanos() / 2).max(1) as u64;
-        store.data_mut().set_deadline_window(window_ticks, TICK);
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_deadline()));
         // Instantiation and the first call may do one-time work; give them more room.
-        store.data_mut().arm_deadline();
-        store.set_epoch_deadline(window_ticks.max(500));
+        let setup_ticks = store.data_mut().arm_setup_deadline();
+        store.set_epoch_deadline(setup_ticks);
         let faulted = |stage: &'static str, e: wasmtime::Error| LoadError::Faulted {
             path: component.path().to_path_buf(),
             stage,
@@ -118,10 +122,13 @@ impl PolicyInstance {
         })
     }
 
+    /// What the policy said about itself in `configure`.
     pub fn info(&self) -> &PolicyInfo {
         &self.info
     }
 
+    /// Asks the policy for the backend of one request (an index into the setup's
+    /// backends; an index out of range is a [`FaultKind::BadIndex`] fault).
     pub fn choose(&mut self, req: &dyn RequestView, now_ns: u64) -> Result<usize, Fault> {
         let request = self.request(req, now_ns);
         self.arm();
@@ -142,6 +149,7 @@ impl PolicyInstance {
         }
     }
 
+    /// Reports a finished exchange to the policy.
     pub fn observe(&mut self, o: &Observation) -> Result<(), Fault> {
         let obs = WitObservation {
             backend: o.backend as u32,
@@ -162,6 +170,8 @@ impl PolicyInstance {
             .map_err(|e| self.fault(e))
     }
 
+    /// The policy's per-backend scores, as (backend index, value); entries naming no
+    /// backend are dropped.
     pub fn scores(&mut self) -> Result<Vec<(usize, f64)>, Fault> {
         self.arm();
         let scores = self

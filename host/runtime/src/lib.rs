@@ -3,6 +3,7 @@
 //!
 //! It knows nothing of HTTP or sockets: the proxy, the simulator and the benchmarks all
 //! drive the same [`Router`], passing time in as `now_ns` so that virtual time works too.
+#![warn(missing_docs)]
 mod bindings;
 mod component;
 mod instance;
@@ -29,10 +30,12 @@ pub struct PolicyRuntime {
 }
 
 impl PolicyRuntime {
+    /// Builds the engine and the sandbox's linker, and starts the epoch ticker thread
+    /// behind call deadlines (it stops when the runtime is dropped). Once per process.
     pub fn new() -> anyhow::Result<Arc<Self>> {
         let engine = sandbox::engine().map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let linker = sandbox::linker(&engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        sandbox::start_epoch_ticker(&engine, instance::TICK);
+        sandbox::start_epoch_ticker(&engine);
         Ok(Arc::new(PolicyRuntime { engine, linker }))
     }
 
@@ -41,6 +44,8 @@ impl PolicyRuntime {
         component::load(self, path)
     }
 
+    /// Like [`PolicyRuntime::load`], for a file already read: `path` only names it in
+    /// errors and log lines.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Arc<PolicyComponent>, LoadError> {
         component::load_bytes(self, path, bytes)
     }

@@ -6,17 +6,25 @@ use std::time::Duration;
 /// An upstream as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
+    /// Its short name (e.g. "A"), shown in logs and reports.
     pub id: String,
+    /// Its base URL.
     pub url: String,
+    /// Its weight, if the operator gave one (policies decide what it means).
     pub weight: Option<u32>,
 }
 
 /// Read access to the request being routed; only the parts a policy asks for are read.
 pub trait RequestView {
+    /// The method, e.g. "GET".
     fn method(&self) -> &str;
+    /// The path with its query, e.g. "/a?b=c".
     fn path_and_query(&self) -> &str;
+    /// The authority (Host), e.g. "example.com:8080"; empty if the request has none.
     fn authority(&self) -> &str;
+    /// The client's address, if known.
     fn client(&self) -> Option<SocketAddr>;
+    /// The value of header `name` (asked for in lower case), if present and readable as text.
     fn header(&self, name: &str) -> Option<&str>;
 }
 
@@ -44,13 +52,18 @@ impl RequestView for NoRequest {
 /// How an exchange with a backend ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// An HTTP response arrived in full; see `status` (5xx counts as a failure).
     Response,
+    /// No connection could be made.
     ConnectError,
+    /// No response within the host's timeout.
     Timeout,
+    /// The connection broke mid-exchange.
     Broken,
 }
 
 impl Outcome {
+    /// The name used in logs, CSV and JSON, e.g. "connect_error".
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Response => "response",
@@ -64,10 +77,15 @@ impl Outcome {
 /// One finished exchange, reported to the policy.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {
+    /// Index of the backend in the router's backends.
     pub backend: usize,
+    /// When the exchange ended, on the clock of the `now_ns` passed to the router.
     pub now_ns: u64,
+    /// From sending the request to having the whole response (or to the failure).
     pub latency_ns: u64,
+    /// HTTP status, 0 when there was no response.
     pub status: u16,
+    /// How it ended.
     pub outcome: Outcome,
 }
 
@@ -85,6 +103,8 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Every kind, in `index()` order: arrays of per-kind values are sized by
+    /// `FaultKind::ALL.len()` and indexed by `index()`.
     pub const ALL: [FaultKind; 4] = [
         FaultKind::Trap,
         FaultKind::Deadline,
@@ -92,6 +112,7 @@ impl FaultKind {
         FaultKind::BadIndex,
     ];
 
+    /// The name used in logs and metrics labels, e.g. "bad_index".
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Trap => "trap",
@@ -101,8 +122,28 @@ impl FaultKind {
         }
     }
 
+    /// This kind's position in [`FaultKind::ALL`].
     pub(crate) fn index(self) -> usize {
         self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FaultKind;
+
+    #[test]
+    fn all_lists_every_kind_at_its_index() {
+        for (i, kind) in FaultKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i, "{kind:?}");
+        }
+        // A new kind fails to compile here: add it to `ALL` too.
+        let listed = |k: FaultKind| match k {
+            FaultKind::Trap | FaultKind::Deadline | FaultKind::Memory | FaultKind::BadIndex => {
+                FaultKind::ALL.contains(&k)
+            }
+        };
+        assert!(FaultKind::ALL.iter().all(|&k| listed(k)));
     }
 }
 

@@ -1,0 +1,101 @@
+//! The router's counters: monotonic atomics that the console, the admin API and the
+//! simulator read at any time without taking the routing lock.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::types::FaultKind;
+
+/// Monotonic counters; read them any time without locking.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Calls of the policy's `choose` (not counting requests routed by the host).
+    pub choose_calls: AtomicU64,
+    /// Calls of the policy's `observe`.
+    pub observe_calls: AtomicU64,
+    /// Requests the host routed round-robin because no policy instance could.
+    pub fallback_routed: AtomicU64,
+    /// Faults by kind, indexed by position in [`FaultKind::ALL`]; see
+    /// [`Counters::fault_count`].
+    pub faults: [AtomicU64; FaultKind::ALL.len()],
+    /// Successful swaps to a new policy.
+    pub swaps: AtomicU64,
+    /// Reloads that switched nothing: the file did not load, or the new policy failed its
+    /// rehearsal or warm start (the running policy stayed).
+    pub failed_swaps: AtomicU64,
+    /// Faulted instances replaced by a fresh one.
+    pub rebuilds: AtomicU64,
+    /// Times the breaker disabled the policy.
+    pub breaker_trips: AtomicU64,
+    /// Nanoseconds spent in the timed `choose` + `observe` calls: one call in
+    /// `TIMING_SAMPLE` is timed, since reading the clock twice per call would cost a
+    /// third of the call itself.
+    pub call_ns: AtomicU64,
+    /// How many calls `call_ns` covers.
+    pub timed_calls: AtomicU64,
+}
+
+/// One policy call in this many is timed for `Counters::call_ns`.
+pub const TIMING_SAMPLE: u64 = 16;
+
+impl Counters {
+    /// Faults of `kind` so far.
+    pub fn fault_count(&self, kind: FaultKind) -> u64 {
+        self.faults[kind.index()].load(Ordering::Relaxed)
+    }
+
+    /// Counts a fault of `kind`.
+    pub(super) fn count_fault(&self, kind: FaultKind) {
+        // `index()` is below `ALL.len()` for every kind (a test in `types` pins it).
+        self.faults[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs one policy call, counting it in `calls` and timing it into `call_ns` if it is
+    /// one in `TIMING_SAMPLE`.
+    #[inline]
+    pub(super) fn sampled<T>(&self, calls: &AtomicU64, call: impl FnOnce() -> T) -> T {
+        let timed = calls
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(TIMING_SAMPLE);
+        let started = timed.then(Instant::now);
+        let result = call();
+        self.record_timing(started);
+        result
+    }
+
+    fn record_timing(&self, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.call_ns
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            self.timed_calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_call_in_timing_sample_is_timed() {
+        let c = Counters::default();
+        for i in 0..2 * TIMING_SAMPLE + 1 {
+            assert_eq!(c.sampled(&c.choose_calls, || i), i);
+        }
+        assert_eq!(
+            c.choose_calls.load(Ordering::Relaxed),
+            2 * TIMING_SAMPLE + 1
+        );
+        // Calls 0, 16 and 32.
+        assert_eq!(c.timed_calls.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn faults_are_counted_by_kind() {
+        let c = Counters::default();
+        c.count_fault(FaultKind::Memory);
+        c.count_fault(FaultKind::Memory);
+        c.count_fault(FaultKind::BadIndex);
+        let counts = FaultKind::ALL.map(|k| c.fault_count(k));
+        assert_eq!(counts, [0, 0, 2, 1]);
+    }
+}

@@ -1,0 +1,312 @@
+//! The router: the one object the proxy, the simulator and the benchmarks drive.
+//!
+//! It owns the live policy instance and everything that keeps routing safe around it:
+//! the host's own round-robin for requests a policy fails to route, replacement of a
+//! faulted instance (warm-started from recent observations), a circuit breaker that stops
+//! calling a policy that keeps faulting, and atomic swaps to a new policy.
+//!
+//! One mutex guards the instance: a call costs well under a microsecond, so a lock held
+//! for its duration is cheaper than any cross-thread hand-off would be.
+//!
+//! Files: the counters ([`counters`]), the options ([`options`]), the breaker and the
+//! replacement of a faulted instance ([`breaker`]), swaps with their rehearsal and warm
+//! start ([`swap`]), and the ring of recent observations they replay ([`replay`]).
+mod breaker;
+mod counters;
+mod options;
+mod replay;
+mod swap;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::component::{LoadError, PolicyComponent};
+use crate::instance::{PolicyInstance, Setup};
+use crate::types::{Backend, FaultKind, Observation, RequestView, Scores};
+
+use breaker::FaultWindow;
+use replay::Replay;
+
+pub use counters::{Counters, TIMING_SAMPLE};
+pub use options::{Rebuild, RouterOptions};
+pub use swap::SwapReport;
+
+/// The `routing_mode` of requests the host routed itself.
+pub const FALLBACK_NAME: &str = "host-round-robin";
+/// The `routing_mode` of a router built with [`Router::builtin_round_robin`].
+pub const BUILTIN_NAME: &str = "native-round-robin";
+
+/// The answer for one request.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// Index of the chosen backend in [`Router::backends`].
+    pub backend: usize,
+    /// Who chose: the policy's name, or [`FALLBACK_NAME`].
+    pub routed_by: Arc<str>,
+    /// Set when this very call faulted.
+    pub fault: Option<FaultKind>,
+}
+
+/// What is loaded now, for consoles and the admin API.
+#[derive(Debug, Clone)]
+pub struct PolicyStatus {
+    /// The policy's name (from its `configure`), or [`BUILTIN_NAME`].
+    pub name: Arc<str>,
+    /// The policy file, or [`BUILTIN_NAME`] for the built-in round-robin.
+    pub file: PathBuf,
+    /// 1 for the first policy, one more for each successful swap.
+    pub generation: u64,
+    /// When this generation was switched in.
+    pub loaded_at: SystemTime,
+    /// The breaker has tripped: every request goes round-robin until a new policy loads.
+    pub disabled: bool,
+    /// An instance is live (false while a replacement is being built).
+    pub live: bool,
+}
+
+/// Routes requests through the loaded policy, and keeps routing when it faults: the one
+/// object the proxy, the simulator and the benchmarks drive. Cheap to clone (one `Arc`);
+/// every clone drives the same policy.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Routing natively (no policy) until the first swap; see [`Router::builtin_round_robin`].
+    builtin: AtomicBool,
+    /// [`BUILTIN_NAME`] as an `Arc`, so that a [`Choice`] clones a
+    /// pointer instead of allocating.
+    builtin_name: Arc<str>,
+    setup: Setup,
+    options: RouterOptions,
+    state: Mutex<RouterState>,
+    counters: Counters,
+    /// The next backend of the host's round-robin (fallback and built-in).
+    fallback_next: AtomicUsize,
+    /// [`FALLBACK_NAME`], likewise.
+    fallback_name: Arc<str>,
+}
+
+/// What the router's mutex guards: the live policy and the observations to replay.
+struct RouterState {
+    active: Active,
+    replay: Replay,
+}
+
+/// The policy generation in use, with its instance (absent while faulted).
+struct Active {
+    /// None for the built-in round-robin.
+    component: Option<Arc<PolicyComponent>>,
+    /// None after a fault, until a replacement is built (or for good, once disabled).
+    instance: Option<PolicyInstance>,
+    name: Arc<str>,
+    score_label: String,
+    generation: u64,
+    loaded_at: SystemTime,
+    /// Recent faults, for the breaker.
+    faults: FaultWindow,
+    /// The breaker tripped: no instance until the next swap.
+    disabled: bool,
+}
+
+// === impl Router ===
+
+impl Router {
+    /// Starts routing with `component`. Fails if it cannot be instantiated or configured.
+    pub fn new(
+        component: Arc<PolicyComponent>,
+        backends: Vec<Backend>,
+        config: Vec<(String, String)>,
+        options: RouterOptions,
+        now_ns: u64,
+    ) -> Result<Router, LoadError> {
+        let setup = Setup {
+            backends,
+            config,
+            seed: options.seed,
+        };
+        let instance = PolicyInstance::new(&component, &setup, options.limits, now_ns)?;
+        let active = Active::new(component, instance, 1);
+        Ok(Router::with(active, setup, options, false))
+    }
+
+    /// A router that round-robins natively, without any wasm: the baseline that shows what
+    /// the policy call costs in benchmarks. A swap replaces it with a real policy.
+    pub fn builtin_round_robin(backends: Vec<Backend>, options: RouterOptions) -> Router {
+        let setup = Setup {
+            backends,
+            config: Vec::new(),
+            seed: options.seed,
+        };
+        let active = Active {
+            component: None,
+            instance: None,
+            name: Arc::from(BUILTIN_NAME),
+            score_label: String::new(),
+            generation: 1,
+            loaded_at: SystemTime::now(),
+            faults: FaultWindow::default(),
+            disabled: false,
+        };
+        Router::with(active, setup, options, true)
+    }
+
+    fn with(active: Active, setup: Setup, options: RouterOptions, builtin: bool) -> Router {
+        Router {
+            inner: Arc::new(Inner {
+                builtin: AtomicBool::new(builtin),
+                builtin_name: Arc::from(BUILTIN_NAME),
+                setup,
+                state: Mutex::new(RouterState {
+                    active,
+                    replay: Replay::new(options.replay),
+                }),
+                options,
+                counters: Counters::default(),
+                fallback_next: AtomicUsize::new(0),
+                fallback_name: Arc::from(FALLBACK_NAME),
+            }),
+        }
+    }
+
+    /// The backends, in the order their indices refer to (in [`Choice`], [`Observation`]).
+    pub fn backends(&self) -> &[Backend] {
+        &self.inner.setup.backends
+    }
+
+    /// The router's counters (lock-free).
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Picks the backend for one request. Never fails: if the policy cannot answer, the
+    /// host's round-robin does.
+    pub fn choose(&self, req: &dyn RequestView, now_ns: u64) -> Choice {
+        if self.inner.builtin.load(Ordering::Relaxed) {
+            let n = self.inner.setup.backends.len().max(1);
+            return Choice {
+                backend: self.inner.fallback_next.fetch_add(1, Ordering::Relaxed) % n,
+                routed_by: self.inner.builtin_name.clone(),
+                fault: None,
+            };
+        }
+        let c = &self.inner.counters;
+        let mut st = self.inner.lock();
+        if let Some(instance) = st.active.instance.as_mut() {
+            let answer = c.sampled(&c.choose_calls, || instance.choose(req, now_ns));
+            match answer {
+                Ok(backend) => {
+                    return Choice {
+                        backend,
+                        routed_by: st.active.name.clone(),
+                        fault: None,
+                    }
+                }
+                Err(fault) => {
+                    let kind = fault.kind;
+                    self.on_fault(st, fault, "choose", now_ns);
+                    return self.fallback(Some(kind));
+                }
+            }
+        }
+        drop(st);
+        self.fallback(None)
+    }
+
+    /// Reports a finished exchange to the policy and keeps it for warm starts.
+    pub fn observe(&self, o: Observation) {
+        if self.inner.builtin.load(Ordering::Relaxed) {
+            return;
+        }
+        let c = &self.inner.counters;
+        let mut st = self.inner.lock();
+        st.replay.record(o);
+        if let Some(instance) = st.active.instance.as_mut() {
+            let result = c.sampled(&c.observe_calls, || instance.observe(&o));
+            if let Err(fault) = result {
+                self.on_fault(st, fault, "observe", o.now_ns);
+            }
+        }
+    }
+
+    /// The policy's current scores (None while no instance is live).
+    pub fn scores(&self, now_ns: u64) -> Option<Scores> {
+        let mut st = self.inner.lock();
+        let label = st.active.score_label.clone();
+        let result = st.active.instance.as_mut()?.scores();
+        match result {
+            Ok(values) => Some(Scores { label, values }),
+            Err(fault) => {
+                self.on_fault(st, fault, "scores", now_ns);
+                None
+            }
+        }
+    }
+
+    /// What is loaded now. Takes the routing lock briefly (no call into the policy).
+    pub fn status(&self) -> PolicyStatus {
+        let st = self.inner.lock();
+        PolicyStatus {
+            name: st.active.name.clone(),
+            file: component_path(&st.active),
+            generation: st.active.generation,
+            loaded_at: st.active.loaded_at,
+            disabled: st.active.disabled,
+            live: st.active.instance.is_some(),
+        }
+    }
+
+    /// Routes one request with the host's round-robin, counting it.
+    fn fallback(&self, fault: Option<FaultKind>) -> Choice {
+        let n = self.inner.setup.backends.len().max(1);
+        let i = self.inner.fallback_next.fetch_add(1, Ordering::Relaxed) % n;
+        self.inner
+            .counters
+            .fallback_routed
+            .fetch_add(1, Ordering::Relaxed);
+        Choice {
+            backend: i,
+            routed_by: self.inner.fallback_name.clone(),
+            fault,
+        }
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, RouterState> {
+        // A poisoned lock means a panic while held; the state is still consistent enough
+        // to keep routing (worst case the instance is faulted and replaced).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// === impl Active ===
+
+impl Active {
+    fn new(component: Arc<PolicyComponent>, instance: PolicyInstance, generation: u64) -> Self {
+        Active {
+            name: instance.info().name.clone(),
+            score_label: instance.info().score_label.clone(),
+            component: Some(component),
+            instance: Some(instance),
+            generation,
+            loaded_at: SystemTime::now(),
+            faults: FaultWindow::default(),
+            disabled: false,
+        }
+    }
+}
+
+/// The file `active` was loaded from, or [`BUILTIN_NAME`] for the built-in round-robin.
+fn component_path(active: &Active) -> PathBuf {
+    active
+        .component
+        .as_ref()
+        .map(|c| c.path().to_path_buf())
+        .unwrap_or_else(|| BUILTIN_NAME.into())
+}

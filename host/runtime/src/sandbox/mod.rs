@@ -1,0 +1,119 @@
+//! The sandbox a policy runs in: which WASI it gets, its CPU deadline and memory cap.
+//!
+//! Policies are built for `wasm32-wasip2`, so Rust's std makes them import some WASI even
+//! when they never touch it. The host links only what cannot leak or block:
+//! - `wasi:clocks`: frozen at zero ([`clocks`]). Time reaches a policy as `now-ns` in each
+//!   call, so the simulator can run it in virtual time.
+//! - `wasi:random`: a deterministic stream from the policy's seed ([`random`]; std's
+//!   `HashMap` needs it).
+//! - `wasi:cli` stdout/stderr: line-buffered into the host's log with the policy's name;
+//!   stdin is empty, the environment and arguments are empty, `exit` traps.
+//! - `wasi:filesystem/preopens`: an empty list, so `std::fs` fails with an error instead
+//!   of trapping.
+//! - `wasi:filesystem/types`: wasmtime-wasi's sync bindings, which would block on a Tokio
+//!   worker like its `wasi:io` (below), but are unreachable: every operation needs a
+//!   descriptor, and without a preopened directory a policy can never obtain one. The
+//!   `open-file` fixture (`policies/fixtures/open-file`) guards this.
+//! - `wasi:io`: streams and pollables implemented synchronously here, never blocking
+//!   ([`wasi_io`]). (wasmtime-wasi's own sync versions call `Handle::block_on`, which
+//!   panics on a Tokio worker thread, i.e. on the proxy's request path.)
+//!
+//! A policy importing anything else (sockets, HTTP, ...) is refused at load, by name
+//! ([`imports`], which also builds the linker). Each call runs under a CPU deadline
+//! ([`deadline`]) and a memory cap ([`memory`]), both kept in the store's [`StoreState`].
+mod clocks;
+mod deadline;
+mod imports;
+mod memory;
+mod random;
+mod wasi_io;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::stderr::LogStream;
+use crate::types::Limits;
+use clocks::FrozenClock;
+use deadline::Deadline;
+use memory::MemoryCap;
+
+pub(crate) use deadline::start_epoch_ticker;
+pub(crate) use imports::{forbidden_import, linker};
+
+/// Per-store data: the WASI context, the resource table, the memory limiter and the
+/// state of the CPU deadline.
+pub(crate) struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryCap,
+    deadline: Deadline,
+}
+
+impl StoreState {
+    /// The sandbox of one instance: its log lines are prefixed with `label`, its random
+    /// stream comes from `seed`, and `limits` bound each call.
+    pub(crate) fn new(label: &str, seed: u64, limits: Limits) -> Self {
+        let log = LogStream::new(label);
+        let wasi = WasiCtx::builder()
+            .stdout(log.clone())
+            .stderr(log)
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(random::stream(seed))
+            .insecure_random(random::stream(seed))
+            .insecure_random_seed(random::seed(seed))
+            .allow_blocking_current_thread(false)
+            .build();
+        StoreState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryCap::new(limits.memory_bytes),
+            deadline: Deadline::new(limits.deadline),
+        }
+    }
+
+    /// Starts a new call's deadline; returns the ticks until its first check.
+    pub(crate) fn arm_deadline(&mut self) -> u64 {
+        self.deadline.arm()
+    }
+
+    /// Starts the deadline of instantiation and `configure`, which get more room for
+    /// one-time work; returns the ticks until its first check.
+    pub(crate) fn arm_setup_deadline(&mut self) -> u64 {
+        self.deadline.arm_setup()
+    }
+
+    /// For `Store::epoch_deadline_callback`.
+    pub(crate) fn on_deadline(&mut self) -> wasmtime::UpdateDeadline {
+        self.deadline.on_expiry()
+    }
+
+    /// For `Store::limiter`.
+    pub(crate) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.limiter
+    }
+
+    /// Whether a memory grow was refused since the last call to `take_memory_hit`.
+    pub(crate) fn take_memory_hit(&mut self) -> bool {
+        self.limiter.take_hit()
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Builds the engine: epoch interruption for the CPU deadline, and no component-model
+/// concurrency (it roughly triples the cost of each call; see wasmtime#12836).
+pub(crate) fn engine() -> wasmtime::Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    config.concurrency_support(false);
+    Engine::new(&config)
+}
