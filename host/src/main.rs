@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use switchyard::app::{self, Console};
-use switchyard::cli::{Cli, Command, ServeArgs};
+#[cfg(any(feature = "sim", feature = "analyze"))]
+use switchyard::cli::Command;
+use switchyard::cli::{Cli, ServeArgs};
 use switchyard::reload::Reloader;
 use switchyard_input::UsageError;
 

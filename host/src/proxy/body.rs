@@ -112,11 +112,40 @@ pub enum ProxyBody {
 pub struct Relay {
     inner: UpstreamBody,
     completion: Completion,
+    stall: StallTimer,
+}
+
+/// How long a backend may pause mid-body (`--body-timeout`). Armed only while the backend
+/// keeps us waiting, so bodies that arrive whole (most) never touch the timer.
+pub(crate) struct StallTimer {
     /// Longest pause allowed between two frames from the backend.
     idle: Duration,
-    /// Armed only while the backend keeps us waiting, so bodies that arrive whole (most)
-    /// never touch the timer.
-    stall: Option<Pin<Box<Sleep>>>,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl StallTimer {
+    pub(crate) fn new(idle: Duration) -> Self {
+        StallTimer { idle, sleep: None }
+    }
+
+    /// The backend has nothing for us yet: whether it has now kept us waiting for `idle`
+    /// since the last progress. When not, `cx` is woken when it would have.
+    pub(crate) fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let idle = self.idle;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
+    /// Progress: the next wait gets a fresh allowance.
+    pub(crate) fn progress(&mut self) {
+        if let Some(sleep) = &mut self.sleep {
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.idle);
+        }
+    }
 }
 
 impl ProxyBody {
@@ -128,8 +157,7 @@ impl ProxyBody {
         ProxyBody::Relay(Box::new(Relay {
             inner,
             completion,
-            idle,
-            stall: None,
+            stall: StallTimer::new(idle),
         }))
     }
 }
@@ -148,30 +176,18 @@ impl Relay {
             }
             Poll::Ready(Some(Ok(_))) => {}
             Poll::Pending => {
-                let deadline = tokio::time::Instant::now() + self.idle;
-                let stall = match &mut self.stall {
-                    Some(sleep) => sleep,
-                    None => self
-                        .stall
-                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
-                };
-                if stall.as_mut().poll(cx).is_ready() {
+                if self.stall.stalled(cx) {
                     completion.finish(EventOutcome::Timeout, Some(Outcome::Timeout));
                     return Poll::Ready(Some(Err(format!(
                         "the backend sent nothing for {:?} in the middle of the body",
-                        self.idle
+                        self.stall.idle
                     )
                     .into())));
                 }
                 return Poll::Pending;
             }
         }
-        // Progress: the next wait gets a fresh allowance.
-        if let Some(sleep) = &mut self.stall {
-            sleep
-                .as_mut()
-                .reset(tokio::time::Instant::now() + self.idle);
-        }
+        self.stall.progress();
         polled
     }
 }
@@ -204,5 +220,47 @@ impl Body for ProxyBody {
             ProxyBody::Local(full) => full.size_hint(),
             ProxyBody::Relay(relay) => relay.inner.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use super::StallTimer;
+
+    async fn stalled(t: &mut StallTimer) -> bool {
+        poll_fn(|cx| Poll::Ready(t.stalled(cx))).await
+    }
+
+    /// The stall limit counts from the last progress, to the millisecond, in paused time.
+    #[tokio::test(start_paused = true)]
+    async fn the_stall_timer_fires_at_the_limit_after_the_last_progress() {
+        let limit = Duration::from_secs(60);
+        let mut t = StallTimer::new(limit);
+        assert!(!stalled(&mut t).await, "armed, not fired");
+        tokio::time::advance(limit - Duration::from_millis(1)).await;
+        assert!(!stalled(&mut t).await);
+        // A frame arrives: a fresh allowance from now.
+        t.progress();
+        tokio::time::advance(limit - Duration::from_millis(1)).await;
+        assert!(!stalled(&mut t).await);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(stalled(&mut t).await, "fires exactly at the limit");
+    }
+
+    /// Bodies that never wait never arm the timer.
+    #[tokio::test(start_paused = true)]
+    async fn progress_without_a_wait_arms_nothing() {
+        let mut t = StallTimer::new(Duration::from_millis(5));
+        t.progress();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(t.sleep.is_none());
+        assert!(
+            !stalled(&mut t).await,
+            "the first wait starts a fresh allowance"
+        );
     }
 }
