@@ -23,7 +23,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// The monotonic clock policies see (the proxy's `now_ns`).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-enum Msg {
+enum Trigger {
     FileEvent(Vec<PathBuf>),
     /// SIGHUP: reload the current file.
     Reload,
@@ -34,7 +34,7 @@ enum Msg {
 /// Handle to the reload thread; dropping every handle stops it.
 #[derive(Clone)]
 pub struct Reloader {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::Sender<Trigger>,
 }
 
 impl Reloader {
@@ -52,14 +52,14 @@ impl Reloader {
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 if let Ok(event) = res {
                     if !event.kind.is_access() {
-                        let _ = events.send(Msg::FileEvent(event.paths));
+                        let _ = events.send(Trigger::FileEvent(event.paths));
                     }
                 }
             })?;
         if watch {
             watcher.watch(&parent(&path), RecursiveMode::NonRecursive)?;
         }
-        let mut state = State {
+        let mut state = ReloadLoop {
             runtime,
             router,
             clock,
@@ -75,7 +75,7 @@ impl Reloader {
 
     /// Reloads the current file now.
     pub fn trigger(&self) {
-        let _ = self.tx.send(Msg::Reload);
+        let _ = self.tx.send(Trigger::Reload);
     }
 
     /// Loads `path`, swaps it in and watches it from then on; waits for the outcome.
@@ -83,13 +83,13 @@ impl Reloader {
         let (tx, rx) = mpsc::channel();
         let stopped = || "the policy reload thread has stopped".to_string();
         self.tx
-            .send(Msg::SwitchTo(path, tx))
+            .send(Trigger::SwitchTo(path, tx))
             .map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())?
     }
 }
 
-struct State {
+struct ReloadLoop {
     runtime: Arc<PolicyRuntime>,
     router: Router,
     clock: Clock,
@@ -98,15 +98,15 @@ struct State {
     watch: bool,
 }
 
-impl State {
-    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
+impl ReloadLoop {
+    fn run(&mut self, rx: mpsc::Receiver<Trigger>) {
         while let Ok(msg) = rx.recv() {
             match msg {
-                Msg::FileEvent(paths) if self.concerns(&paths) => {
+                Trigger::FileEvent(paths) if self.concerns(&paths) => {
                     // Let a burst of writes settle (cargo and cp write in several steps).
                     loop {
                         match rx.recv_timeout(DEBOUNCE) {
-                            Ok(Msg::FileEvent(_)) => continue,
+                            Ok(Trigger::FileEvent(_)) => continue,
                             Ok(other) => {
                                 self.reload();
                                 self.handle(other);
@@ -125,13 +125,13 @@ impl State {
         }
     }
 
-    fn handle(&mut self, msg: Msg) {
+    fn handle(&mut self, msg: Trigger) {
         match msg {
-            Msg::FileEvent(_) => {}
-            Msg::Reload => {
+            Trigger::FileEvent(_) => {}
+            Trigger::Reload => {
                 self.reload();
             }
-            Msg::SwitchTo(path, reply) => {
+            Trigger::SwitchTo(path, reply) => {
                 let result = self.swap(&path, 0);
                 if result.is_ok() && path != self.path && self.watch {
                     let _ = self.watcher.unwatch(&parent(&self.path));
