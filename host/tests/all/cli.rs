@@ -80,3 +80,25 @@ fn bad_input_exits_2_with_a_clear_message() {
         &["alpha=3"],
     );
 }
+
+#[test]
+fn durations_and_environment_follow_the_same_rules() {
+    let rr = common::policy("rr.wasm");
+    // One duration grammar for every flag: a unit is required.
+    assert_bad_input(
+        &["--no-log", "--policy", &rr, "--timeout", "10"],
+        &["--timeout", "10s"],
+    );
+    // $SWITCHYARD_ADMIN_TOKEN is read by the flag's parser, with the flag's rules.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["--no-log", "--policy", &rr, "--admin", "127.0.0.1:0"])
+        .env("SWITCHYARD_ADMIN_TOKEN", " ")
+        .output()
+        .expect("run switchyard");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SWITCHYARD_ADMIN_TOKEN") && stderr.contains("non-empty"),
+        "{stderr}"
+    );
+}
