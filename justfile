@@ -48,9 +48,30 @@ run policy="ewma" upstream="persistent" *args="": build
 # The main job: the study's backends, the proxy with the ewma policy, and the dashboard.
 demo: (run "ewma" "persistent")
 
-# Everything CI checks: formatting, lints, policy unit tests, the workspace tests, and the
-# headless-browser dashboard test (node + chromium, which `.ci/setup` installs).
-test: build-policies build-fixtures
+# The layout's rules, checked on the dependency graph: a crate that gains a dependency it must
+# not have fails here even before any code uses it (README, "Layout").
+layout:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    fail=0
+    # crate, tree flags, crates it must not reach
+    check() {
+      local crate=$1 flags=$2 banned=$3 found
+      found=$(cargo tree -q -p "$crate" -e normal --prefix none $flags | awk '{print $1}' | sort -u | grep -xE "$banned" | tr '\n' ' ' || true)
+      if [ -n "$found" ]; then echo "layout: $crate must not depend on: $found"; fail=1; fi
+    }
+    check switchyard-runtime ""          "hyper|http|h2|notify|clap|switchyard-upstream|switchyard-listener"
+    check switchyard-upstream ""         "switchyard-runtime|clap|notify"
+    check switchyard-sim "--depth 1"     "tokio|hyper|http"
+    check switchyard-sim ""              "hyper|plotters"
+    check switchyard-report ""           "switchyard-runtime|tokio|hyper|plotters"
+    check switchyard "--no-default-features" "plotters|ab_glyph|switchyard-sim|switchyard-analyze"
+    [ "$fail" = 0 ] && echo "layout: every crate's dependencies point the documented way"
+    exit "$fail"
+
+# Everything CI checks: formatting, lints, the layout, policy unit tests, the workspace tests,
+# and the headless-browser dashboard test (node + chromium, which `.ci/setup` installs).
+test: build-policies build-fixtures layout
     cargo fmt --all -- --check
     cargo fmt --all --manifest-path policies/Cargo.toml -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
