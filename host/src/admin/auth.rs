@@ -66,16 +66,18 @@ impl Auth {
                 if ok {
                     None
                 } else {
-                    let mut resp = super::text(
+                    let resp = super::text(
                         StatusCode::UNAUTHORIZED,
                         "admin token required: send `Authorization: Bearer TOKEN`, or open the \
                          dashboard as /?token=TOKEN\n",
                     );
-                    resp.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        header::HeaderValue::from_static("Bearer realm=\"switchyard-admin\""),
-                    );
-                    Some(resp)
+                    Some(super::with_headers(
+                        resp,
+                        &[(
+                            header::WWW_AUTHENTICATE,
+                            "Bearer realm=\"switchyard-admin\"",
+                        )],
+                    ))
                 }
             }
             None => {

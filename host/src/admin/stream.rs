@@ -36,6 +36,7 @@ const MAX_STREAMS: usize = 64;
 /// How far into each second the sampler wakes: late enough for the telemetry thread to
 /// have closed the previous second.
 const PHASE: f64 = 0.2;
+const X_ACCEL_BUFFERING: header::HeaderName = header::HeaderName::from_static("x-accel-buffering");
 
 /// One second of traffic, as the charts use it.
 #[derive(Debug, Clone, Serialize)]
@@ -461,16 +462,13 @@ pub(super) fn response(ctx: &Ctx) -> Response<AdminBody> {
             }
         }
     });
-    let mut resp = Response::new(AdminBody::Stream(rx));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    h.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
-    resp
+    super::with_headers(
+        Response::new(AdminBody::Stream(rx)),
+        &[
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+            // Tells nginx (a common reverse proxy in front of dashboards) not to buffer.
+            (X_ACCEL_BUFFERING, "no"),
+        ],
+    )
 }
