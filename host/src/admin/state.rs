@@ -2,7 +2,6 @@
 //! event-stream update, so the page and curl see one vocabulary.
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 use serde::Serialize;
@@ -10,7 +9,7 @@ use switchyard_runtime::{FaultKind, Scores, FALLBACK_NAME};
 
 use super::body::AdminBody;
 use super::Ctx;
-use crate::telemetry::Totals;
+use crate::telemetry::{unix_f64, Totals};
 
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct State {
@@ -113,12 +112,6 @@ pub(super) struct CounterState {
     pub failed_swaps: u64,
     pub rebuilds: u64,
     pub breaker_trips: u64,
-}
-
-pub(super) fn unix_f64(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Finite or zero: JSON has no NaN.

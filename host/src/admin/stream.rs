@@ -20,9 +20,9 @@ use switchyard_runtime::FaultKind;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::body::AdminBody;
-use super::state::{self, unix_f64, ScoresState, State};
+use super::state::{self, ScoresState, State};
 use super::Ctx;
-use crate::telemetry::{unix_secs, Second};
+use crate::telemetry::{unix_f64, unix_secs, Second};
 
 /// History a new page receives, seconds.
 const SNAPSHOT_SECS: u64 = 300;
