@@ -105,6 +105,8 @@ struct Ctx {
     app: AdminContext,
     auth: auth::Auth,
     hub: stream::Hub,
+    /// What `/metrics` encodes: collectors over the proxy's own counters.
+    metrics: prometheus_client::registry::Registry,
     addr: SocketAddr,
     stop: watch::Receiver<bool>,
 }
@@ -157,6 +159,7 @@ pub async fn start(cfg: AdminConfig, app: AdminContext) -> anyhow::Result<Option
     let (stop_tx, stop) = watch::channel(false);
     let hub = stream::Hub::new();
     let ctx = Arc::new(Ctx {
+        metrics: metrics::registry(&app),
         app,
         auth: auth::Auth::new(cfg.token),
         hub,
@@ -199,7 +202,7 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<AdminB
     let resp = match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/" | "/index.html") => page::index(),
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/assets/") => page::asset(p),
-        (&Method::GET | &Method::HEAD, "/metrics") => metrics::response(&ctx),
+        (&Method::GET | &Method::HEAD, "/metrics") => metrics::response(&ctx, req.headers()),
         (&Method::GET | &Method::HEAD, "/api/state") => state::response(&ctx),
         (&Method::GET, "/api/stream") => stream::response(&ctx),
         (&Method::GET | &Method::HEAD, "/api/policies") => swap::list_response(&ctx),
