@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::views::{ConnSample, Marker, Row, SecondView, Update};
 use super::{push, sse, Kept, CONN_SAMPLES, MARKERS, ROWS};
-use crate::admin::state::{self, PolicyState, ScoresState, State};
+use crate::admin::state::{self, ConnState, PolicyState, ScoresState, State};
 use crate::admin::Ctx;
 use crate::telemetry::{unix_f64, unix_secs};
 
@@ -75,13 +75,12 @@ fn tick(ctx: &Ctx, prev: &mut Prev) -> Update {
     }
 }
 
-/// Upstream connections opened and requests on reused ones, over all backends.
+/// Upstream connections opened and requests on reused ones, over all backends (the
+/// per-backend figures are `/api/state`'s [`ConnState`]).
 fn conn_totals(ctx: &Ctx) -> (u64, u64) {
     ctx.app.shared.upstreams.iter().fold((0, 0), |(o, r), u| {
-        (
-            o + u.stats.opened.load(Ordering::Relaxed),
-            r + u.stats.reused.load(Ordering::Relaxed),
-        )
+        let c = ConnState::from(&u.stats);
+        (o + c.opened, r + c.reused)
     })
 }
 
