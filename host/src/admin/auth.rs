@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::{header, Request, Response, StatusCode};
+use subtle::ConstantTimeEq;
 
 use super::body::AdminBody;
 use switchyard_input::UsageError;
@@ -66,16 +67,18 @@ impl Auth {
                 if ok {
                     None
                 } else {
-                    let mut resp = super::text(
+                    let resp = super::text(
                         StatusCode::UNAUTHORIZED,
                         "admin token required: send `Authorization: Bearer TOKEN`, or open the \
                          dashboard as /?token=TOKEN\n",
                     );
-                    resp.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        header::HeaderValue::from_static("Bearer realm=\"switchyard-admin\""),
-                    );
-                    Some(resp)
+                    Some(super::with_headers(
+                        resp,
+                        &[(
+                            header::WWW_AUTHENTICATE,
+                            "Bearer realm=\"switchyard-admin\"",
+                        )],
+                    ))
                 }
             }
             None => {
@@ -98,12 +101,10 @@ impl Auth {
     }
 }
 
-/// Compares in time independent of where the first difference is.
+/// Compares without an early exit at the first differing byte (`subtle` keeps the
+/// optimiser from adding one); only the length can show through the timing.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 /// `localhost`, `127.x.y.z`, `[::1]`, with or without a port.
@@ -118,35 +119,11 @@ fn host_is_loopback(host: &str) -> bool {
 }
 
 /// The percent-decoded value of `name` in a query string (`+` is a space, as browsers
-/// encode forms and `URLSearchParams`).
-pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// encode forms and `URLSearchParams`); the first one if it is given twice.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
@@ -178,6 +155,17 @@ mod tests {
         assert!(auth
             .refusal(&req("/", Some("Bearer s3cret/+x"), "dash.example"))
             .is_none());
+    }
+
+    #[test]
+    fn query_values_are_form_decoded() {
+        let q = "a=1&token=x%2By+z&token=second";
+        assert_eq!(query_param(q, "token").as_deref(), Some("x+y z"));
+        assert_eq!(query_param("token", "token").as_deref(), Some(""));
+        assert_eq!(query_param("a=1", "token"), None);
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
     }
 
     #[test]

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use crate::reload::Reloader;
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -104,6 +105,8 @@ struct Ctx {
     app: AdminContext,
     auth: auth::Auth,
     hub: stream::Hub,
+    /// What `/metrics` encodes: collectors over the proxy's own counters.
+    metrics: prometheus_client::registry::Registry,
     addr: SocketAddr,
     stop: watch::Receiver<bool>,
 }
@@ -156,6 +159,7 @@ pub async fn start(cfg: AdminConfig, app: AdminContext) -> anyhow::Result<Option
     let (stop_tx, stop) = watch::channel(false);
     let hub = stream::Hub::new();
     let ctx = Arc::new(Ctx {
+        metrics: metrics::registry(&app),
         app,
         auth: auth::Auth::new(cfg.token),
         hub,
@@ -198,7 +202,7 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<AdminB
     let resp = match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/" | "/index.html") => page::index(),
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/assets/") => page::asset(p),
-        (&Method::GET | &Method::HEAD, "/metrics") => metrics::response(&ctx),
+        (&Method::GET | &Method::HEAD, "/metrics") => metrics::response(&ctx, req.headers()),
         (&Method::GET | &Method::HEAD, "/api/state") => state::response(&ctx),
         (&Method::GET, "/api/stream") => stream::response(&ctx),
         (&Method::GET | &Method::HEAD, "/api/policies") => swap::list_response(&ctx),
@@ -223,9 +227,28 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<AdminBody> {
-    let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-    resp.headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    with_headers(
+        text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        &[(header::ALLOW, allow)],
+    )
+}
+
+/// Headers every fixed response carries.
+const COMMON_HEADERS: [(HeaderName, &str); 2] = [
+    // Live data: never serve it from a cache.
+    (header::CACHE_CONTROL, "no-store"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+];
+
+/// `resp` with each (name, fixed value) set, replacing any value it had.
+fn with_headers(
+    mut resp: Response<AdminBody>,
+    headers: &[(HeaderName, &'static str)],
+) -> Response<AdminBody> {
+    let h = resp.headers_mut();
+    for (name, value) in headers {
+        h.insert(name.clone(), HeaderValue::from_static(value));
+    }
     resp
 }
 
@@ -233,21 +256,8 @@ fn method_not_allowed(allow: &'static str) -> Response<AdminBody> {
 fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<AdminBody> {
     let mut resp = Response::new(AdminBody::full(body));
     *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    // Live data: never serve it from a cache.
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    h.insert(
-        "x-content-type-options",
-        header::HeaderValue::from_static("nosniff"),
-    );
-    resp
+    let resp = with_headers(resp, &[(header::CONTENT_TYPE, content_type)]);
+    with_headers(resp, &COMMON_HEADERS)
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<AdminBody> {

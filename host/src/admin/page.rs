@@ -16,25 +16,19 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 
 pub(super) fn index() -> Response<AdminBody> {
-    let mut resp = super::respond(
+    let page = super::respond(
         StatusCode::OK,
         "text/html; charset=utf-8",
         INDEX.as_bytes().into(),
     );
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_FRAME_OPTIONS,
-        header::HeaderValue::from_static("DENY"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        header::HeaderValue::from_static("no-referrer"),
-    );
-    resp
+    super::with_headers(
+        page,
+        &[
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+    )
 }
 
 pub(super) fn asset(path: &str) -> Response<AdminBody> {

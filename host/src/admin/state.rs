@@ -1,16 +1,16 @@
 //! `/api/state`: what the proxy is doing now, as JSON. The same structure heads every
 //! event-stream update, so the page and curl see one vocabulary.
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::StatusCode;
 use serde::Serialize;
-use switchyard_runtime::{FaultKind, Scores, FALLBACK_NAME};
+use switchyard_runtime::{Backend, Counters, FaultKind, PolicyStatus, Scores, FALLBACK_NAME};
+use switchyard_upstream::ConnStats;
 
 use super::body::AdminBody;
 use super::Ctx;
-use crate::telemetry::Totals;
+use crate::telemetry::{unix_f64, Totals};
 
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct State {
@@ -115,12 +115,6 @@ pub(super) struct CounterState {
     pub breaker_trips: u64,
 }
 
-pub(super) fn unix_f64(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// Finite or zero: JSON has no NaN.
 fn finite(v: f64) -> f64 {
     if v.is_finite() {
@@ -139,39 +133,10 @@ pub(super) fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> 
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            let requests = totals.per_backend.get(i).copied().unwrap_or(0);
-            let latency = totals.per_backend_latency.get(i);
-            let connections = shared
-                .upstreams
-                .get(i)
-                .map(|u| ConnState {
-                    opened: u.stats.opened.load(Ordering::Relaxed),
-                    reused: u.stats.reused.load(Ordering::Relaxed),
-                    failed_connects: u.stats.failed_connects.load(Ordering::Relaxed),
-                })
-                .unwrap_or_default();
-            BackendState {
-                id: b.id.clone(),
-                url: b.url.clone(),
-                weight: b.weight,
-                requests,
-                errors: totals.per_backend_errors.get(i).copied().unwrap_or(0),
-                share: finite(requests as f64 / totals.requests.max(1) as f64),
-                mean_ms: latency.map_or(0.0, |l| {
-                    finite(l.sum_ns as f64 / 1e6 / l.count().max(1) as f64)
-                }),
-                connections,
-            }
+            let connections = shared.upstreams.get(i).map(|u| ConnState::from(&u.stats));
+            BackendState::new(b, i, totals, connections.unwrap_or_default())
         })
         .collect();
-    let status = router.status();
-    let routing_mode = if status.live && !status.disabled {
-        status.name.to_string()
-    } else {
-        FALLBACK_NAME.to_string()
-    };
-    let c = router.counters();
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     State {
         version: env!("CARGO_PKG_VERSION"),
         listen: ctx.app.listen.to_string(),
@@ -179,7 +144,50 @@ pub(super) fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> 
         upstream: shared.upstreams.mode().as_str(),
         upstream_protocol: shared.upstreams.protocol().as_str(),
         backends,
-        policy: PolicyState {
+        policy: PolicyState::new(&router.status(), scores),
+        totals: TotalsState::from(totals),
+        counters: CounterState::from(router.counters()),
+    }
+}
+
+impl BackendState {
+    /// Backend `i` with its share of `totals`.
+    fn new(b: &Backend, i: usize, totals: &Totals, connections: ConnState) -> Self {
+        let requests = totals.per_backend.get(i).copied().unwrap_or(0);
+        let latency = totals.per_backend_latency.get(i);
+        BackendState {
+            id: b.id.clone(),
+            url: b.url.clone(),
+            weight: b.weight,
+            requests,
+            errors: totals.per_backend_errors.get(i).copied().unwrap_or(0),
+            share: finite(requests as f64 / totals.requests.max(1) as f64),
+            mean_ms: latency.map_or(0.0, |l| {
+                finite(l.sum_ns as f64 / 1e6 / l.count().max(1) as f64)
+            }),
+            connections,
+        }
+    }
+}
+
+impl From<&ConnStats> for ConnState {
+    fn from(s: &ConnStats) -> Self {
+        ConnState {
+            opened: s.opened.load(Ordering::Relaxed),
+            reused: s.reused.load(Ordering::Relaxed),
+            failed_connects: s.failed_connects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl PolicyState {
+    fn new(status: &PolicyStatus, scores: Option<ScoresState>) -> Self {
+        let routing_mode = if status.live && !status.disabled {
+            status.name.to_string()
+        } else {
+            FALLBACK_NAME.to_string()
+        };
+        PolicyState {
             name: status.name.to_string(),
             routing_mode,
             file: status.file.display().to_string(),
@@ -188,8 +196,13 @@ pub(super) fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> 
             disabled: status.disabled,
             live: status.live,
             scores,
-        },
-        totals: TotalsState {
+        }
+    }
+}
+
+impl From<&Totals> for TotalsState {
+    fn from(totals: &Totals) -> Self {
+        TotalsState {
             requests: totals.requests,
             errors: totals.errors,
             error_rate: finite(totals.errors as f64 / totals.requests.max(1) as f64),
@@ -199,8 +212,14 @@ pub(super) fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> 
             p95_ms: finite(totals.quantile_ms(0.95)),
             p99_ms: finite(totals.quantile_ms(0.99)),
             max_ms: finite(totals.max_ms()),
-        },
-        counters: CounterState {
+        }
+    }
+}
+
+impl From<&Counters> for CounterState {
+    fn from(c: &Counters) -> Self {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CounterState {
             choose_calls: load(&c.choose_calls),
             observe_calls: load(&c.observe_calls),
             mean_call_us: finite(
@@ -215,7 +234,7 @@ pub(super) fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> 
             failed_swaps: load(&c.failed_swaps),
             rebuilds: load(&c.rebuilds),
             breaker_trips: load(&c.breaker_trips),
-        },
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use anyhow::Context;
 use switchyard_runtime::{Backend, FaultKind};
 
 pub use stats::{
-    unix_secs, BackendSecond, LatencyBuckets, Recent, Second, Totals, HISTORY_SECS,
+    unix_f64, unix_secs, BackendSecond, LatencyBuckets, Recent, Second, Totals, HISTORY_SECS,
     LATENCY_BUCKETS_NS,
 };
 

@@ -334,8 +334,16 @@ impl Live {
     }
 }
 
+/// Unix time in whole seconds (0 before the epoch): the key of a per-second window.
 pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Unix time in fractional seconds (0 before the epoch), as the admin API reports instants.
+pub fn unix_f64(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
