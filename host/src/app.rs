@@ -14,7 +14,7 @@ use switchyard_upstream::Upstreams;
 use crate::cli::ServeArgs;
 use crate::config::{PolicySource, ProxyConfig};
 use crate::console::{self, Banner};
-use crate::proxy::{self, Shared};
+use crate::proxy::{self, ProxyState};
 use crate::reload::Reloader;
 use crate::telemetry::{Telemetry, TelemetryConfig, Totals};
 
@@ -29,7 +29,7 @@ pub enum Console {
 
 /// A proxy that is bound and ready, for `main` and for in-process tests.
 pub struct Running {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ProxyState>,
     pub addr: std::net::SocketAddr,
     pub log: Option<PathBuf>,
     /// Swaps policies: on file changes (unless --no-watch), SIGHUP, or the admin API.
@@ -86,7 +86,7 @@ pub async fn start(config: ProxyConfig, console: Console) -> anyhow::Result<Runn
         .map_err(|e| UsageError::new(format!("{e:#}")))?,
     );
     let targets = config.backends.iter().map(|b| b.target.clone()).collect();
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ProxyState {
         router,
         upstreams: Upstreams::new(targets, config.upstream),
         events: telemetry.sink(),
@@ -144,7 +144,7 @@ fn router(
 ) -> Result<Router, UsageError> {
     let backends = config.policy_backends();
     match component {
-        // The policy's clock starts at zero with the proxy (`Shared::epoch`).
+        // The policy's clock starts at zero with the proxy (`ProxyState::epoch`).
         Some(c) => Router::new(
             c.clone(),
             backends,
@@ -159,7 +159,7 @@ fn router(
 
 fn print_banner(
     config: &ProxyConfig,
-    shared: &Shared,
+    shared: &ProxyState,
     addr: std::net::SocketAddr,
     component: Option<&PolicyComponent>,
 ) {
@@ -184,7 +184,7 @@ fn print_banner(
 fn start_reloader(
     config: &ProxyConfig,
     runtime: Arc<PolicyRuntime>,
-    shared: &Arc<Shared>,
+    shared: &Arc<ProxyState>,
 ) -> Result<Reloader, UsageError> {
     let watch = matches!(config.policy, PolicySource::File { watch: true, .. });
     let clock_shared = shared.clone();
@@ -205,7 +205,7 @@ fn start_reloader(
 
 async fn start_admin(
     config: &ProxyConfig,
-    shared: &Arc<Shared>,
+    shared: &Arc<ProxyState>,
     telemetry: &Arc<Telemetry>,
     reloader: &Reloader,
     listen: std::net::SocketAddr,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchyard_runtime::Backend;
 
 use crate::out::say;
-use crate::proxy::Shared;
+use crate::proxy::ProxyState;
 use crate::telemetry::{Second, Telemetry, Totals};
 
 pub struct Banner<'a> {
@@ -48,7 +48,7 @@ pub fn print_banner(b: &Banner<'_>) {
 }
 
 /// One line summarising the last second.
-pub fn summary_line(shared: &Shared, w: &Second, elapsed: Duration) -> String {
+pub fn summary_line(shared: &ProxyState, w: &Second, elapsed: Duration) -> String {
     let ids = shared.backend_ids();
     let mut line = format!(
         "[{:>5.0}s] {:>6} req/s  mean {:>7.1} ms  p95 {:>7.1} ms",
@@ -91,7 +91,7 @@ pub fn summary_line(shared: &Shared, w: &Second, elapsed: Duration) -> String {
 }
 
 /// Prints a summary line for every second that saw traffic, until the task is dropped.
-pub async fn run(shared: std::sync::Arc<Shared>, telemetry: std::sync::Arc<Telemetry>) {
+pub async fn run(shared: std::sync::Arc<ProxyState>, telemetry: std::sync::Arc<Telemetry>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut printed = crate::telemetry::unix_secs(std::time::SystemTime::now());
@@ -107,7 +107,7 @@ pub async fn run(shared: std::sync::Arc<Shared>, telemetry: std::sync::Arc<Telem
 }
 
 /// Totals printed at exit.
-pub fn print_totals(shared: &Shared, total: &Totals, logged: Option<&std::path::Path>) {
+pub fn print_totals(shared: &ProxyState, total: &Totals, logged: Option<&std::path::Path>) {
     let ids = shared.backend_ids();
     let mut line = format!(
         "total: {} requests, {} errors, mean {:.1} ms, p95 {:.1} ms",

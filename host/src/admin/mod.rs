@@ -36,7 +36,7 @@ use tokio::sync::watch;
 
 use switchyard_input::UsageError;
 
-use crate::proxy::Shared;
+use crate::proxy::ProxyState;
 use crate::telemetry::Telemetry;
 
 pub use auth::TOKEN_ENV;
@@ -91,7 +91,7 @@ impl AdminConfig {
 
 /// What the admin server reads and drives.
 pub struct AdminContext {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ProxyState>,
     pub telemetry: Arc<Telemetry>,
     pub reloader: Reloader,
     /// The proxy's bound listen address, for `/api/state`.

@@ -13,7 +13,7 @@ use super::Ctx;
 use crate::telemetry::{unix_f64, Totals};
 
 #[derive(Debug, Clone, Serialize)]
-pub(super) struct State {
+pub(super) struct StateView {
     pub version: &'static str,
     /// The proxy's client-facing address.
     pub listen: String,
@@ -125,7 +125,7 @@ fn finite(v: f64) -> f64 {
 }
 
 /// Builds the state. `scores` is passed in so the sampler calls the policy once per tick.
-pub(super) fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> State {
+pub(super) fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> StateView {
     let shared = &ctx.app.shared;
     let router = &shared.router;
     let backends = router
@@ -137,7 +137,7 @@ pub(super) fn build(ctx: &Ctx, totals: &Totals, scores: Option<ScoresState>) -> 
             BackendState::new(b, i, totals, connections.unwrap_or_default())
         })
         .collect();
-    State {
+    StateView {
         version: env!("CARGO_PKG_VERSION"),
         listen: ctx.app.listen.to_string(),
         admin: ctx.addr.to_string(),

@@ -18,13 +18,13 @@ use http_body_util::Full;
 use switchyard_runtime::{FaultKind, Observation, Outcome};
 use tokio::time::Sleep;
 
-use super::Shared;
+use super::ProxyState;
 use crate::telemetry::{EventOutcome, RequestEvent};
 use switchyard_upstream::{Body as UpstreamBody, BoxError, Lease};
 
 /// Everything needed to finish one request's bookkeeping.
 pub struct Completion {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ProxyState>,
     pub backend: usize,
     pub routed_by: Arc<str>,
     pub fault: Option<FaultKind>,
@@ -37,7 +37,7 @@ pub struct Completion {
 
 impl Completion {
     pub fn new(
-        shared: Arc<Shared>,
+        shared: Arc<ProxyState>,
         backend: usize,
         routed_by: Arc<str>,
         fault: Option<FaultKind>,

@@ -23,7 +23,7 @@ use crate::telemetry::{EventOutcome, EventSink};
 use switchyard_upstream::{UpstreamError, Upstreams};
 
 /// What every request handler shares.
-pub struct Shared {
+pub struct ProxyState {
     pub router: Router,
     pub upstreams: Upstreams,
     pub events: EventSink,
@@ -31,7 +31,7 @@ pub struct Shared {
     pub epoch: Instant,
 }
 
-impl Shared {
+impl ProxyState {
     pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
@@ -50,7 +50,7 @@ impl Shared {
 /// requests in flight to finish; connections still open then are cut.
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
@@ -107,7 +107,7 @@ impl RequestView for View<'_> {
 }
 
 async fn handle(
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
     client: SocketAddr,
     client_ip: http::HeaderValue,
     mut req: Request<Incoming>,

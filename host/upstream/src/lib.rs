@@ -203,6 +203,16 @@ impl Upstreams {
         self.backends.iter()
     }
 
+    /// Connections opened and reused so far, over all backends.
+    pub fn conn_totals(&self) -> (u64, u64) {
+        self.backends.iter().fold((0, 0), |(o, r), u| {
+            (
+                o + u.stats.opened.load(Ordering::Relaxed),
+                r + u.stats.reused.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// Sends `req` to backend `i` and waits for the response head (within the timeout).
     /// The returned lease must be released once the response body has been read in full,
     /// which returns a persistent connection to the pool.

@@ -13,7 +13,7 @@ use prometheus_client::metrics::MetricType;
 use switchyard_runtime::FaultKind;
 
 use crate::admin::state::ConnState;
-use crate::proxy::Shared;
+use crate::proxy::ProxyState;
 use crate::telemetry::{LatencyBuckets, Telemetry};
 
 /// A counter without labels.
@@ -54,7 +54,7 @@ fn per_bucket(latency: &LatencyBuckets) -> Vec<(f64, u64)> {
 /// Requests, errors and latency histograms by backend, from the telemetry's totals: the
 /// same events the CSV log writes, so the two agree.
 pub(super) struct TelemetryCollector {
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<ProxyState>,
     pub(super) telemetry: Arc<Telemetry>,
 }
 
@@ -101,7 +101,7 @@ impl Collector for TelemetryCollector {
 
 /// Connections opened, reused and failed by backend, from the upstreams' own counters.
 pub(super) struct UpstreamCollector {
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<ProxyState>,
 }
 
 impl Collector for UpstreamCollector {
@@ -148,7 +148,7 @@ impl Collector for UpstreamCollector {
 /// Policy calls, faults, swaps and the loaded policy, from the router's counters and
 /// status.
 pub(super) struct RouterCollector {
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<ProxyState>,
 }
 
 impl Collector for RouterCollector {

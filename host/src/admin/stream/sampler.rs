@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::views::{ConnSample, Marker, Row, SecondView, Update};
 use super::{push, sse, Kept, CONN_SAMPLES, MARKERS, ROWS};
-use crate::admin::state::{self, ConnState, PolicyState, ScoresState, State};
+use crate::admin::state::{self, PolicyState, ScoresState, StateView};
 use crate::admin::Ctx;
 use crate::telemetry::{unix_f64, unix_secs};
 
@@ -78,10 +78,7 @@ fn tick(ctx: &Ctx, prev: &mut Prev) -> Update {
 /// Upstream connections opened and requests on reused ones, over all backends (the
 /// per-backend figures are `/api/state`'s [`ConnState`]).
 fn conn_totals(ctx: &Ctx) -> (u64, u64) {
-    ctx.app.shared.upstreams.iter().fold((0, 0), |(o, r), u| {
-        let c = ConnState::from(&u.stats);
-        (o + c.opened, r + c.reused)
-    })
+    ctx.app.shared.upstreams.conn_totals()
 }
 
 /// What the sampler compares against to see what changed since its last tick.
@@ -120,7 +117,13 @@ impl Prev {
     }
 
     /// What to draw for the swaps, refusals, faults and breaker trips since the last tick.
-    fn markers(&mut self, kept: &mut Kept, state: &State, c: &Counters, now: f64) -> Vec<Marker> {
+    fn markers(
+        &mut self,
+        kept: &mut Kept,
+        state: &StateView,
+        c: &Counters,
+        now: f64,
+    ) -> Vec<Marker> {
         let policy = &state.policy;
         let mut markers: Vec<Marker> = self.swap_marker(kept, policy).into_iter().collect();
         let failed = state.counters.failed_swaps;

@@ -3,7 +3,7 @@
 //! differently for the page (an empty second is `None` for a backend, not a zero mean).
 use serde::Serialize;
 
-use crate::admin::state::State;
+use crate::admin::state::StateView;
 use crate::telemetry::Second;
 
 /// One second of traffic, as the charts use it: [`Second`] for the page.
@@ -94,7 +94,7 @@ pub(super) struct Update {
     /// "snapshot" (first message on a stream) or "tick".
     pub(super) kind: &'static str,
     pub(super) now: f64,
-    pub(super) state: State,
+    pub(super) state: StateView,
     pub(super) seconds: Vec<SecondView>,
     pub(super) markers: Vec<Marker>,
     pub(super) recent: Vec<Row>,

@@ -1,4 +1,4 @@
-//! Shared by the end-to-end tests: real backends on ephemeral ports, the real proxy
+//! ProxyState by the end-to-end tests: real backends on ephemeral ports, the real proxy
 //! in-process (so tests can read its counters), and a small keep-alive HTTP client.
 
 use std::net::SocketAddr;
@@ -66,13 +66,7 @@ pub(crate) async fn proxy(args: &[&str]) -> Running {
 
 /// Upstream connections opened and reused so far, over all backends.
 pub(crate) fn upstream_conns(p: &Running) -> (u64, u64) {
-    use std::sync::atomic::Ordering::Relaxed;
-    p.shared.upstreams.iter().fold((0, 0), |(o, r), u| {
-        (
-            o + u.stats.opened.load(Relaxed),
-            r + u.stats.reused.load(Relaxed),
-        )
-    })
+    p.shared.upstreams.conn_totals()
 }
 
 pub(crate) fn backend_args(backends: &[&RunningBackend]) -> Vec<String> {
