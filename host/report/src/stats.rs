@@ -168,13 +168,20 @@ impl RunStats {
 /// least `p` percent of the values are less than or equal to it, i.e. `sorted[ceil(p/100 *
 /// n) - 1]`. Always an observed latency (no interpolation), so p100 is the max and the
 /// result does not depend on how a tool interpolates. 0 for no values.
+///
+/// This is the report's quantile (`simulate`, `analyze`, REPORT.md): exact, over every
+/// latency of the run. The proxy's live figures use two others, so the same run's p95 can
+/// differ slightly between the dashboard and the report: per second, nearest rank over
+/// that second's latencies in whole microseconds (`host/src/telemetry/stats.rs`, `Open`);
+/// in the running totals, an HDR histogram at 3 significant figures (within 0.1%).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let n = sorted.len() as u64;
     if n == 0 {
         return 0.0;
     }
-    // In hundredths of a percent with integer arithmetic: `0.95 * 100.0` is
-    // 95.00000000000001 in floating point, whose ceiling would be one rank too high.
+    // In hundredths of a percent with integer arithmetic: the float rank `p / 100 * n`
+    // can land just above a whole number (`0.07 * 100.0` is 7.000000000000001), whose
+    // ceiling would be one rank too high.
     let basis_points = (p.clamp(0.0, 100.0) * 100.0).round() as u64;
     let rank = (basis_points * n).div_ceil(10_000).clamp(1, n);
     sorted[(rank - 1) as usize]

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use switchyard_runtime::PolicyRuntime;
 
-pub use csvlog::{timestamp, CSV_HEADER};
+pub use csvlog::timestamp;
 pub use duration::{format_duration, parse_duration};
 pub use engine::{simulate, EventQueue, SimOptions, SimRecord, SimResult, MAX_CONNECTIONS};
 pub use scenario::Scenario;

@@ -10,10 +10,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Parser;
+use switchyard_report::log::HEADER as CSV_HEADER;
 use switchyard_report::{Record, RunStats};
 use switchyard_runtime::{Outcome, PolicyComponent, PolicyRuntime};
 use switchyard_sim::{
-    run_to_string, simulate, Scenario, SimOptions, SimRecord, SimResult, SimulateArgs, CSV_HEADER,
+    run_to_string, simulate, Scenario, SimOptions, SimRecord, SimResult, SimulateArgs,
 };
 
 const S: u64 = 1_000_000_000;
