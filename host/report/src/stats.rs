@@ -293,6 +293,42 @@ mod tests {
         assert_eq!(v, ["A", "B1", "B02", "B2", "B10", "b"]);
     }
 
+    proptest::proptest! {
+        /// The nearest rank: at least p% of the values are <= the result, and fewer than p%
+        /// are strictly below it; always an observed value.
+        #[test]
+        fn percentile_is_the_nearest_rank(
+            mut values in proptest::collection::vec(0u32..1000, 1..300),
+            p in 0u32..=10_000,
+        ) {
+            values.sort_unstable();
+            let sorted: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+            let p = f64::from(p) / 100.0;
+            let q = percentile(&sorted, p);
+            let n = sorted.len() as f64;
+            let at_most = sorted.iter().filter(|&&v| v <= q).count() as f64;
+            let below = sorted.iter().filter(|&&v| v < q).count() as f64;
+            proptest::prop_assert!(sorted.contains(&q));
+            proptest::prop_assert!(at_most * 100.0 >= p * n - 1e-6, "p{p} of {sorted:?} = {q}");
+            proptest::prop_assert!(below * 100.0 < p * n + 1e-6 || below == 0.0, "p{p} of {sorted:?} = {q}");
+        }
+
+        /// A total order that agrees with numbers on digit runs: antisymmetric, transitive,
+        /// equal only for equal strings, and `xN < xM` exactly when N < M.
+        #[test]
+        fn natural_cmp_is_a_total_order(
+            a in "[ab0-9]{0,6}", b in "[ab0-9]{0,6}", c in "[ab0-9]{0,6}",
+            n in 0u32..100_000, m in 0u32..100_000,
+        ) {
+            proptest::prop_assert_eq!(natural_cmp(&a, &b), natural_cmp(&b, &a).reverse());
+            proptest::prop_assert_eq!(natural_cmp(&a, &b) == Ordering::Equal, a == b);
+            let mut v = [a.as_str(), b.as_str(), c.as_str()];
+            v.sort_by(|x, y| natural_cmp(x, y));
+            proptest::prop_assert!(natural_cmp(v[0], v[2]) != Ordering::Greater);
+            proptest::prop_assert_eq!(natural_cmp(&format!("B{n}"), &format!("B{m}")), n.cmp(&m));
+        }
+    }
+
     #[test]
     fn stats_count_errors_shares_and_starved_backends() {
         let records = vec![
