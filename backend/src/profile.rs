@@ -285,4 +285,24 @@ mod tests {
         let none = Profile::compile(&BackendConfig::with_latencies("X", &[0.0])).unwrap();
         assert!(!(0..1000).any(|i| none.fails(i)));
     }
+
+    /// Pins the backend's decision to `switchyard_rng::fails`, which the simulator uses.
+    #[test]
+    fn failures_are_the_shared_rng_decisions() {
+        for (seed, rate) in [(0, 0.01), (1, 0.2), (9, 0.25), (1 << 40, 0.75), (5, 1.0)] {
+            let p = Profile::compile(
+                &BackendConfig::with_latencies("X", &[0.0])
+                    .error_rate(rate)
+                    .seed(seed),
+            )
+            .unwrap();
+            for i in 0..2000 {
+                assert_eq!(
+                    p.fails(i),
+                    switchyard_rng::fails(seed, i, rate),
+                    "{seed} {rate} {i}"
+                );
+            }
+        }
+    }
 }

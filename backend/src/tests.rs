@@ -177,13 +177,18 @@ async fn profile_requests_with_bodies_keep_the_connection_usable() {
 }
 
 async fn failure_pattern(seed: u64) -> Vec<bool> {
+    failures_at(seed, 0.2, 1000).await
+}
+
+/// Which of the first `n` requests to a fresh backend failed (500), one connection.
+async fn failures_at(seed: u64, rate: f64, n: usize) -> Vec<bool> {
     let cfg = BackendConfig::with_latencies("E", &[0.0])
-        .error_rate(0.2)
+        .error_rate(rate)
         .seed(seed);
     let backend = start(cfg).await;
     let mut client = connect(&backend).await;
-    let mut failed = Vec::with_capacity(1000);
-    for _ in 0..1000 {
+    let mut failed = Vec::with_capacity(n);
+    for _ in 0..n {
         let (status, _, body) = read(client.send_request(get("/")).await.unwrap()).await;
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             assert_eq!(body, "Simulated failure from E");
@@ -191,6 +196,23 @@ async fn failure_pattern(seed: u64) -> Vec<bool> {
         failed.push(status == StatusCode::INTERNAL_SERVER_ERROR);
     }
     failed
+}
+
+/// The simulator fails a backend's i-th request with `switchyard_rng::fails(seed, i, rate)`;
+/// the real backend must fail exactly the same ones, or a simulated error rate would hit
+/// other requests than a live run.
+#[tokio::test]
+async fn errors_are_exactly_the_shared_rng_decisions() {
+    for (seed, rate) in [(1, 0.2), (7, 0.05), (42, 0.5), (u64::MAX, 0.9), (3, 1.0)] {
+        let want: Vec<bool> = (0..300)
+            .map(|i| switchyard_rng::fails(seed, i, rate))
+            .collect();
+        assert_eq!(
+            failures_at(seed, rate, 300).await,
+            want,
+            "seed {seed} rate {rate}"
+        );
+    }
 }
 
 #[tokio::test]

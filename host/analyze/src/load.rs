@@ -3,21 +3,15 @@
 //! with reordered or extra columns still reads. Every problem is reported as
 //! `FILE:LINE: what is wrong` so it can be fixed without reading this code.
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use switchyard_input::UsageError;
+use switchyard_report::log::{self, STUDY_COLUMNS};
 use switchyard_report::Record;
 
 use super::timestamp;
-
-/// The study's five columns, which every log must have (`routing_mode` may be missing).
-pub const STUDY_COLUMNS: [&str; 5] = [
-    "timestamp",
-    "backend_url",
-    "latency_ms",
-    "status_code",
-    "routing_mode",
-];
 
 /// Which kind of log a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +29,8 @@ pub struct Log {
     pub format: LogFormat,
     /// `t_ms` counts from the first row's timestamp.
     pub records: Vec<Record>,
-    /// Per record: an error by the proxy's definition (see [`is_failure`]).
+    /// Per record: whether it failed (see [`switchyard_report::log::failed`]; the study's
+    /// definition when the log has no `outcome` column).
     pub failed: Vec<bool>,
     /// Requests whose client hung up first (`outcome` = `aborted`), left out of `records`:
     /// they were never completed, and their latency is only the time until the hang-up.
@@ -48,16 +43,6 @@ pub struct Log {
     pub routing_mode: String,
     /// The first row's timestamp as written, to say when the run happened.
     pub first_timestamp: String,
-}
-
-/// The proxy's definition of a failed request (host/src/telemetry/stats.rs): a 5xx, or no
-/// usable answer from the backend. A client that hung up is not the backend's failure.
-/// Without an `outcome` column (the study's logs) a missing status (0) is a failure too.
-pub fn is_failure(status: u16, outcome: Option<&str>) -> bool {
-    match outcome {
-        Some(o) => status >= 500 || matches!(o, "connect_error" | "timeout" | "broken"),
-        None => status == 0 || status >= 500,
-    }
 }
 
 /// The short name the study used for a backend URL: ports 8081-8083 are A, B and C;
@@ -91,17 +76,7 @@ struct Columns {
 /// Reads one log. Errors are [`UsageError`] (exit code 2) naming the file and line.
 pub fn read(path: &Path) -> Result<Log, UsageError> {
     let bad = |line: u64, msg: String| UsageError::new(format!("{}:{line}: {msg}", path.display()));
-    let file = std::fs::File::open(path)
-        .map_err(|e| UsageError::new(format!("{}: cannot read the log: {e}", path.display())))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(std::io::BufReader::new(file));
-    let header = reader.headers().map_err(|e| bad(1, csv_error(&e)))?.clone();
-    if header.iter().all(|h| h.trim().is_empty()) {
-        return Err(bad(1, format!("empty file: expected a header line `{}` (the study's columns) then one line per request", STUDY_COLUMNS.join(","))));
-    }
-    let cols = columns(&header).map_err(|m| bad(1, m))?;
+    let (mut reader, cols) = open(path)?;
     let format = if cols.id.is_some() && cols.outcome.is_some() {
         LogFormat::Proxy
     } else {
@@ -127,54 +102,23 @@ pub fn read(path: &Path) -> Result<Log, UsageError> {
         let line = row
             .position()
             .map_or(records.len() as u64 + 2, |p| p.line());
-        let field = |i: usize| row.get(i).unwrap_or("").trim();
-        let ts = field(cols.timestamp);
-        let t = timestamp::parse_ms(ts).ok_or_else(|| {
-            bad(line, format!("timestamp `{ts}` is not a date and time: write e.g. 2026-11-26T18:05:22.059Z or 2026-11-26 18:05:22.059"))
-        })?;
-        let latency = field(cols.latency);
-        let latency_ms = latency
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .ok_or_else(|| {
-                bad(
-                    line,
-                    format!("latency_ms `{latency}` is not a number of milliseconds >= 0"),
-                )
-            })?;
-        let status = parse_status(field(cols.status)).ok_or_else(|| {
-            bad(
-                line,
-                format!(
-                    "status_code `{}` is not an HTTP status (100-599, or 0/empty for none)",
-                    field(cols.status)
-                ),
-            )
-        })?;
-        let outcome = cols.outcome.map(field);
-        let backend = match cols.id.map(field).filter(|id| !id.is_empty()) {
-            Some(id) => id.to_string(),
-            None if !field(cols.url).is_empty() => backend_label(field(cols.url)),
-            None => return Err(bad(line, "backend_url is empty".into())),
-        };
-        let routing_mode = cols.mode.map(field).unwrap_or("").to_string();
-        if let Some(u) = cols.upstream.map(field).filter(|u| !u.is_empty()) {
+        let r = parse_row(&cols, &row).map_err(|m| bad(line, m))?;
+        if let Some(u) = r.upstream {
             *upstreams.entry(u.to_string()).or_default() += 1;
         }
-        let (t0, _) = base.get_or_insert_with(|| (t, ts.to_string()));
-        if outcome == Some("aborted") {
+        let (t0, _) = base.get_or_insert_with(|| (r.t_ms, r.timestamp.to_string()));
+        if r.outcome == Some("aborted") {
             aborted += 1;
             continue;
         }
-        *modes.entry(routing_mode.clone()).or_default() += 1;
-        failed.push(is_failure(status, outcome));
+        *modes.entry(r.routing_mode.to_string()).or_default() += 1;
+        failed.push(log::failed(r.status, r.outcome));
         records.push(Record {
-            t_ms: t - *t0,
-            backend,
-            latency_ms,
-            status,
-            routing_mode,
+            t_ms: r.t_ms - *t0,
+            backend: r.backend,
+            latency_ms: r.latency_ms,
+            status: r.status,
+            routing_mode: r.routing_mode.to_string(),
         });
     }
     let Some((_, first_timestamp)) = base else {
@@ -199,6 +143,71 @@ pub fn read(path: &Path) -> Result<Log, UsageError> {
         upstream: most_frequent(upstreams),
         routing_mode: most_frequent(modes).unwrap_or_default(),
         first_timestamp,
+    })
+}
+
+/// Opens the log and finds its columns in the header.
+fn open(path: &Path) -> Result<(csv::Reader<BufReader<File>>, Columns), UsageError> {
+    let bad = |msg: String| UsageError::new(format!("{}:1: {msg}", path.display()));
+    let file = File::open(path)
+        .map_err(|e| UsageError::new(format!("{}: cannot read the log: {e}", path.display())))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(BufReader::new(file));
+    let header = reader.headers().map_err(|e| bad(csv_error(&e)))?.clone();
+    if header.iter().all(|h| h.trim().is_empty()) {
+        return Err(bad(format!("empty file: expected a header line `{}` (the study's columns) then one line per request", STUDY_COLUMNS.join(","))));
+    }
+    let cols = columns(&header).map_err(bad)?;
+    Ok((reader, cols))
+}
+
+/// One data line, checked: the fields as written, or what is wrong with them.
+struct Row<'r> {
+    timestamp: &'r str,
+    /// `timestamp` in milliseconds since the Unix epoch.
+    t_ms: f64,
+    latency_ms: f64,
+    status: u16,
+    outcome: Option<&'r str>,
+    backend: String,
+    routing_mode: &'r str,
+    upstream: Option<&'r str>,
+}
+
+fn parse_row<'r>(cols: &Columns, row: &'r csv::StringRecord) -> Result<Row<'r>, String> {
+    let field = |i: usize| row.get(i).unwrap_or("").trim();
+    let ts = field(cols.timestamp);
+    let t_ms = timestamp::parse_ms(ts).ok_or_else(|| {
+        format!("timestamp `{ts}` is not a date and time: write e.g. 2026-11-26T18:05:22.059Z or 2026-11-26 18:05:22.059")
+    })?;
+    let latency = field(cols.latency);
+    let latency_ms = latency
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("latency_ms `{latency}` is not a number of milliseconds >= 0"))?;
+    let status = parse_status(field(cols.status)).ok_or_else(|| {
+        format!(
+            "status_code `{}` is not an HTTP status (100-599, or 0/empty for none)",
+            field(cols.status)
+        )
+    })?;
+    let backend = match cols.id.map(field).filter(|id| !id.is_empty()) {
+        Some(id) => id.to_string(),
+        None if !field(cols.url).is_empty() => backend_label(field(cols.url)),
+        None => return Err("backend_url is empty".into()),
+    };
+    Ok(Row {
+        timestamp: ts,
+        t_ms,
+        latency_ms,
+        status,
+        outcome: cols.outcome.map(field),
+        backend,
+        routing_mode: cols.mode.map(field).unwrap_or(""),
+        upstream: cols.upstream.map(field).filter(|u| !u.is_empty()),
     })
 }
 
@@ -276,6 +285,7 @@ fn most_frequent(counts: BTreeMap<String, u64>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_report::log::failed as is_failure;
 
     #[test]
     fn backend_labels_follow_the_study() {

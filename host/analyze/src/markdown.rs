@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use switchyard_report::{render_backends, render_shares, render_summary, RunStats};
+use switchyard_report::{escape_cell, render_backends, render_shares, render_summary, RunStats};
 
 use super::config::{NON_PERSISTENT, PERSISTENT};
 use super::figures::Written;
@@ -73,7 +73,7 @@ pub fn cross_check(runs: &[Run]) -> String {
         let _ = writeln!(
             out,
             "| {} | {} / {} | {} | {} | {} | {} | {} | {} / {} |",
-            cell(&s.label),
+            escape_cell(&s.label),
             s.requests,
             w.and_then(|w| w.requests)
                 .map_or("n/a".into(), |n| n.to_string()),
@@ -147,7 +147,7 @@ fn beside(runs: &[Run], mode: &str) -> String {
         let _ = writeln!(
             out,
             "| {} | {:.1} | {} | {delta} | {:.1} | {} | {:.0} | {} | {:.0} | n/a | {} | {} |",
-            cell(&r.policy),
+            escape_cell(&r.policy),
             s.req_per_s,
             opt(p.map(|p| p.req_per_s), 1),
             s.mean_ms,
@@ -293,9 +293,11 @@ apart and left out: they were never answered, and their latency is only the time
 hang-up. The request counts then match wrk's.\n\
 - req/s: requests / duration; the duration is wrk's when its output was saved beside the log, \
 else from the first request's start (timestamp - latency) to the last completion.\n\
-- Latencies are the proxy's (request received to response finished), in ms; percentiles are \
-nearest-rank (always an observed value), so they can differ slightly from pandas' interpolated \
-ones. wrk's latencies include the client's side and come from its own histogram.\n\
+- Latencies are the proxy's, from sending the upstream request to having the whole response, \
+in ms; percentiles are exact nearest-rank over every request (always an observed value), so \
+they can differ slightly from pandas' interpolated ones and from the dashboard's live figures \
+(per second, or an HDR histogram since start). wrk's latencies include the client's side and \
+come from its own histogram.\n\
 - Errors: status >= 500 or an `outcome` of connect_error, timeout or broken; in the study's \
 five-column logs, status >= 500 or no status.\n\
 - Backends are known by `backend_id`; in the study's logs by URL (ports 8081, 8082, 8083 are \
@@ -303,8 +305,4 @@ A, B, C).\n";
 
 fn opt(v: Option<f64>, decimals: usize) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.decimals$}"))
-}
-
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
 }

@@ -4,11 +4,16 @@
 //!
 //! Everything here is a pure function of the records: no clocks, no hash-map iteration
 //! order, fixed decimals. That is what lets the simulator promise byte-identical output.
+//!
+//! - [`log`]: the request log's columns, row writer and failure predicate, shared by the
+//!   proxy, the simulator and `analyze`.
+//! - [`RunStats`]: the numbers of one run; [`render_summary`] and friends: the tables.
+pub mod log;
 mod stats;
 mod table;
 
 pub use stats::{natural_cmp, percentile, BackendStats, ModeCount, RunStats};
-pub use table::{render_backends, render_shares, render_summary};
+pub use table::{escape_cell, render_backends, render_shares, render_summary};
 
 /// One request as the report sees it: the common denominator of a proxy CSV log line and a
 /// simulated request.
@@ -27,8 +32,9 @@ pub struct Record {
 }
 
 impl Record {
-    /// The study's definition of an error: a 5xx, or no response at all.
+    /// The study's definition of an error: a 5xx, or no response at all (status 0). A
+    /// record has no outcome, so this is [`log::failed`] without one.
     pub fn is_error(&self) -> bool {
-        self.status == 0 || self.status >= 500
+        log::failed(self.status, None)
     }
 }

@@ -168,13 +168,20 @@ impl RunStats {
 /// least `p` percent of the values are less than or equal to it, i.e. `sorted[ceil(p/100 *
 /// n) - 1]`. Always an observed latency (no interpolation), so p100 is the max and the
 /// result does not depend on how a tool interpolates. 0 for no values.
+///
+/// This is the report's quantile (`simulate`, `analyze`, REPORT.md): exact, over every
+/// latency of the run. The proxy's live figures use two others, so the same run's p95 can
+/// differ slightly between the dashboard and the report: per second, nearest rank over
+/// that second's latencies in whole microseconds (`host/src/telemetry/stats.rs`, `Open`);
+/// in the running totals, an HDR histogram at 3 significant figures (within 0.1%).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let n = sorted.len() as u64;
     if n == 0 {
         return 0.0;
     }
-    // In hundredths of a percent with integer arithmetic: `0.95 * 100.0` is
-    // 95.00000000000001 in floating point, whose ceiling would be one rank too high.
+    // In hundredths of a percent with integer arithmetic: the float rank `p / 100 * n`
+    // can land just above a whole number (`0.07 * 100.0` is 7.000000000000001), whose
+    // ceiling would be one rank too high.
     let basis_points = (p.clamp(0.0, 100.0) * 100.0).round() as u64;
     let rank = (basis_points * n).div_ceil(10_000).clamp(1, n);
     sorted[(rank - 1) as usize]
@@ -284,6 +291,42 @@ mod tests {
         let mut v = vec!["B10", "B2", "A", "B1", "b", "B02"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["A", "B1", "B02", "B2", "B10", "b"]);
+    }
+
+    proptest::proptest! {
+        /// The nearest rank: at least p% of the values are <= the result, and fewer than p%
+        /// are strictly below it; always an observed value.
+        #[test]
+        fn percentile_is_the_nearest_rank(
+            mut values in proptest::collection::vec(0u32..1000, 1..300),
+            p in 0u32..=10_000,
+        ) {
+            values.sort_unstable();
+            let sorted: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+            let p = f64::from(p) / 100.0;
+            let q = percentile(&sorted, p);
+            let n = sorted.len() as f64;
+            let at_most = sorted.iter().filter(|&&v| v <= q).count() as f64;
+            let below = sorted.iter().filter(|&&v| v < q).count() as f64;
+            proptest::prop_assert!(sorted.contains(&q));
+            proptest::prop_assert!(at_most * 100.0 >= p * n - 1e-6, "p{p} of {sorted:?} = {q}");
+            proptest::prop_assert!(below * 100.0 < p * n + 1e-6 || below == 0.0, "p{p} of {sorted:?} = {q}");
+        }
+
+        /// A total order that agrees with numbers on digit runs: antisymmetric, transitive,
+        /// equal only for equal strings, and `xN < xM` exactly when N < M.
+        #[test]
+        fn natural_cmp_is_a_total_order(
+            a in "[ab0-9]{0,6}", b in "[ab0-9]{0,6}", c in "[ab0-9]{0,6}",
+            n in 0u32..100_000, m in 0u32..100_000,
+        ) {
+            proptest::prop_assert_eq!(natural_cmp(&a, &b), natural_cmp(&b, &a).reverse());
+            proptest::prop_assert_eq!(natural_cmp(&a, &b) == Ordering::Equal, a == b);
+            let mut v = [a.as_str(), b.as_str(), c.as_str()];
+            v.sort_by(|x, y| natural_cmp(x, y));
+            proptest::prop_assert!(natural_cmp(v[0], v[2]) != Ordering::Greater);
+            proptest::prop_assert_eq!(natural_cmp(&format!("B{n}"), &format!("B{m}")), n.cmp(&m));
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub fn render_summary(runs: &[RunStats]) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} ({:.2}%) |",
-            cell(&r.label),
+            escape_cell(&r.label),
             r.requests,
             r.req_per_s,
             r.mean_ms,
@@ -41,7 +41,7 @@ pub fn render_shares(runs: &[RunStats]) -> String {
     }
     let mut out = String::from("| configuration |");
     for c in &columns {
-        let _ = write!(out, " {} |", cell(c));
+        let _ = write!(out, " {} |", escape_cell(c));
     }
     out.push_str("\n|---|");
     for _ in &columns {
@@ -49,7 +49,7 @@ pub fn render_shares(runs: &[RunStats]) -> String {
     }
     out.push('\n');
     for r in runs {
-        let _ = write!(out, "| {} |", cell(&r.label));
+        let _ = write!(out, "| {} |", escape_cell(&r.label));
         for c in &columns {
             let _ = write!(out, " {:.2}% |", r.share(c) * 100.0);
         }
@@ -68,7 +68,7 @@ pub fn render_backends(run: &RunStats) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {:.2}% | {:.2} | {:.2} | {} |",
-            cell(&b.backend),
+            escape_cell(&b.backend),
             b.requests,
             b.share * 100.0,
             b.mean_ms,
@@ -79,8 +79,9 @@ pub fn render_backends(run: &RunStats) -> String {
     out
 }
 
-/// A label can come from a file name or a log; a `|` in it would split the cell.
-fn cell(text: &str) -> String {
+/// Text for a markdown table cell. A label can come from a file name or a log; a `|` in it
+/// would split the cell.
+pub fn escape_cell(text: &str) -> String {
     text.replace('|', "\\|")
 }
 

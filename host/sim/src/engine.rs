@@ -4,20 +4,20 @@
 //! sequence), never by anything the machine decides; backend randomness is a pure function
 //! of (seed, request index) (see `rng`); and the policy gets its seed from the options and
 //! sees only virtual time.
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
+use switchyard_input::UsageError;
 use switchyard_runtime::{
     Backend, FaultKind, Limits, Observation, Outcome, PolicyComponent, Rebuild, RequestView,
     Router, RouterOptions, Scores,
 };
 
 use super::model::{BackendModel, Exchange};
+use super::queue::EventQueue;
 use super::scenario::Scenario;
 use switchyard_report::{Record, RunStats};
 use switchyard_rng as rng;
@@ -31,6 +31,8 @@ const SIM_DEADLINE: Duration = Duration::from_millis(100);
 /// client address sees distinct clients.
 pub const MAX_CONNECTIONS: usize = 64_000;
 const FIRST_CLIENT_PORT: u16 = 1024;
+
+// === impl SimOptions ===
 
 /// How to drive a simulation; see `switchyard simulate --help` for the meaning of each.
 #[derive(Debug, Clone)]
@@ -64,35 +66,37 @@ impl Default for SimOptions {
 }
 
 impl SimOptions {
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Every mistake is a flag the operator passed: a [`UsageError`] naming it.
+    fn validate(&self) -> Result<(), UsageError> {
         if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
-            bail!(
+            return Err(UsageError::new(format!(
                 "--connections {} is outside 1..={MAX_CONNECTIONS}",
                 self.connections
-            );
+            )));
         }
         if self.duration.is_zero() || self.duration > super::duration::MAX {
-            bail!(
+            return Err(UsageError::new(format!(
                 "--duration must be more than 0 and at most {} s",
                 super::duration::MAX.as_secs()
-            );
+            )));
         }
         if self.warmup >= self.duration {
-            bail!(
+            return Err(UsageError::new(format!(
                 "--warmup ({:?}) must be shorter than --duration ({:?}), or nothing would be measured",
-                self.warmup,
-                self.duration
-            );
+                self.warmup, self.duration
+            )));
         }
         if self.overhead > Duration::from_secs(60) {
-            bail!(
+            return Err(UsageError::new(format!(
                 "--overhead {:?} is more than a minute per request",
                 self.overhead
-            );
+            )));
         }
         Ok(())
     }
 }
+
+// === impl SimRecord, SimResult ===
 
 /// One simulated request, from the client's send to its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +123,15 @@ impl SimRecord {
     /// As the client saw it (includes the proxy overhead).
     pub fn latency_ns(&self) -> u64 {
         self.done_ns - self.sent_ns
+    }
+
+    /// How the exchange with the backend ended, as the model decided it.
+    pub fn exchange(&self) -> Exchange {
+        Exchange {
+            end_ns: self.done_ns,
+            status: self.status,
+            outcome: self.outcome,
+        }
     }
 }
 
@@ -150,15 +163,15 @@ pub struct SimResult {
 impl SimResult {
     /// The requests the statistics and the CSV cover (sent after the warm-up).
     pub fn measured(&self) -> impl Iterator<Item = &SimRecord> {
-        self.requests.iter().filter(|r| r.sent_ns >= self.warmup_ns)
+        measured(&self.requests, self.warmup_ns)
     }
 
     pub fn mode(&self, r: &SimRecord) -> &str {
-        self.modes.get(r.mode as usize).map_or("", |m| m)
+        mode(&self.modes, r)
     }
 
     pub fn backend_id(&self, r: &SimRecord) -> &str {
-        self.backends.get(r.backend as usize).map_or("", |b| &b.id)
+        backend_id(&self.backends, r)
     }
 
     /// Simulated requests per second of wall-clock time.
@@ -172,6 +185,8 @@ impl SimResult {
 pub(crate) fn latency_ms(r: &SimRecord) -> f64 {
     (r.latency_ns() / 1_000) as f64 / 1_000.0
 }
+
+// === the event loop ===
 
 /// Runs `scenario` against `policy`, called through the same [`Router`] as the proxy.
 pub fn simulate(
@@ -189,21 +204,7 @@ pub fn simulate(
             weight: b.weight,
         })
         .collect();
-    let router = Router::new(
-        policy,
-        backends.clone(),
-        opts.policy_args.clone(),
-        RouterOptions {
-            rebuild: Rebuild::Inline,
-            seed: opts.seed,
-            limits: Limits {
-                deadline: SIM_DEADLINE,
-                ..Limits::default()
-            },
-            ..RouterOptions::default()
-        },
-        0,
-    )?;
+    let router = router(policy, &backends, opts)?;
     let policy_name = router.status().name.to_string();
     let mut models: Vec<BackendModel> = scenario
         .backends
@@ -217,56 +218,103 @@ pub fn simulate(
         })
         .collect();
 
+    let started = Instant::now();
+    let run = run_events(&router, &mut models, opts)?;
+    let wall = started.elapsed();
+
+    let label = label(&policy_name, &opts.policy_args);
+    let warmup_ns = opts.warmup.as_nanos() as u64;
+    let measured_s = (opts.duration - opts.warmup).as_secs_f64();
+    let stats = run_stats(&label, &backends, &run, warmup_ns, measured_s);
+    let counters = router.counters();
+    Ok(SimResult {
+        policy: policy_name,
+        label,
+        backends,
+        requests: run.requests,
+        modes: run.modes,
+        stats,
+        warmup_ns,
+        end_ns: run.end_ns,
+        scores: router.scores(run.end_ns),
+        faults: FaultKind::ALL
+            .iter()
+            .map(|&k| counters.fault_count(k))
+            .sum(),
+        fallback_routed: counters.fallback_routed.load(Relaxed),
+        wall,
+    })
+}
+
+/// The proxy's [`Router`] around the policy, rebuilt inline and seeded from the options. A
+/// policy that rejects its arguments or faults while starting is the operator's to fix.
+fn router(
+    policy: Arc<PolicyComponent>,
+    backends: &[Backend],
+    opts: &SimOptions,
+) -> Result<Router, UsageError> {
+    let options = RouterOptions {
+        rebuild: Rebuild::Inline,
+        seed: opts.seed,
+        limits: Limits {
+            deadline: SIM_DEADLINE,
+            ..Limits::default()
+        },
+        ..RouterOptions::default()
+    };
+    Router::new(
+        policy,
+        backends.to_vec(),
+        opts.policy_args.clone(),
+        options,
+        0,
+    )
+    .map_err(|e| UsageError::with_source("--policy", e))
+}
+
+/// What the event loop leaves behind.
+struct Run {
+    /// In completion order.
+    requests: Vec<SimRecord>,
+    modes: Vec<Arc<str>>,
+    /// When the last request finished.
+    end_ns: u64,
+}
+
+/// The event loop: every connection sends, gets its answer, and sends again until
+/// `opts.duration`; requests in flight then still finish.
+fn run_events(
+    router: &Router,
+    models: &mut [BackendModel<'_>],
+    opts: &SimOptions,
+) -> anyhow::Result<Run> {
     let duration_ns = opts.duration.as_nanos() as u64;
     let overhead_ns = opts.overhead.as_nanos() as u64;
     let mut queue = EventQueue::with_capacity(2 * opts.connections);
     for conn in 0..opts.connections as u32 {
         queue.push(overhead_ns, Event::Dispatch { conn, sent_ns: 0 });
     }
-    let mut requests: Vec<SimRecord> = Vec::new();
-    let mut modes: Vec<Arc<str>> = Vec::new();
-    let mut end_ns = 0;
-
-    let started = Instant::now();
+    let mut run = Run {
+        requests: Vec::new(),
+        modes: Vec::new(),
+        end_ns: 0,
+    };
     while let Some((now, event)) = queue.pop() {
         match event {
             Event::Dispatch { conn, sent_ns } => {
-                let choice = router.choose(&SimRequest::new(conn), now);
-                let n = models.len();
-                let model = models
-                    .get_mut(choice.backend)
-                    .ok_or_else(|| anyhow!("the router chose backend {} of {n}", choice.backend))?;
-                let Exchange {
-                    end_ns,
-                    status,
-                    outcome,
-                } = model.serve(now);
-                let record = SimRecord {
-                    conn,
-                    backend: choice.backend as u32,
-                    mode: intern(&mut modes, &choice.routed_by),
-                    status,
-                    outcome,
-                    fault: choice.fault,
-                    sent_ns,
-                    dispatched_ns: now,
-                    done_ns: end_ns,
-                };
-                queue.push(end_ns, Event::Complete(record));
+                let record = dispatch(router, models, &mut run.modes, conn, sent_ns, now)?;
+                queue.push(record.done_ns, Event::Complete(record));
             }
             Event::Complete(record) => {
                 router.observe(Observation {
                     backend: record.backend as usize,
                     now_ns: now,
                     latency_ns: now - record.dispatched_ns,
-                    status: match record.outcome {
-                        Outcome::Response => record.status,
-                        _ => 0,
-                    },
+                    status: record.exchange().observed_status(),
                     outcome: record.outcome,
                 });
-                requests.push(record);
-                end_ns = now;
+                run.requests.push(record);
+                run.end_ns = now;
                 if now < duration_ns {
                     queue.push(
                         now + overhead_ns,
@@ -279,50 +327,82 @@ pub fn simulate(
             }
         }
     }
-    let wall = started.elapsed();
+    Ok(run)
+}
 
-    let label = if opts.policy_args.is_empty() {
-        policy_name.clone()
-    } else {
-        let args: Vec<String> = opts
-            .policy_args
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        format!("{policy_name} ({})", args.join(", "))
-    };
-    let counters = router.counters();
-    let mut result = SimResult {
-        policy: policy_name,
-        label,
-        backends,
-        requests,
-        modes,
-        stats: RunStats::compute("", &[], &[], None),
-        warmup_ns: opts.warmup.as_nanos() as u64,
-        end_ns,
-        scores: router.scores(end_ns),
-        faults: FaultKind::ALL
-            .iter()
-            .map(|&k| counters.fault_count(k))
-            .sum(),
-        fallback_routed: counters.fallback_routed.load(Relaxed),
-        wall,
-    };
-    let records: Vec<Record> = result
-        .measured()
+/// The proxy's part at `now`: the policy chooses, the chosen backend's model serves.
+fn dispatch(
+    router: &Router,
+    models: &mut [BackendModel<'_>],
+    modes: &mut Vec<Arc<str>>,
+    conn: u32,
+    sent_ns: u64,
+    now: u64,
+) -> anyhow::Result<SimRecord> {
+    let choice = router.choose(&SimRequest::new(conn), now);
+    let n = models.len();
+    let model = models
+        .get_mut(choice.backend)
+        .ok_or_else(|| anyhow!("the router chose backend {} of {n}", choice.backend))?;
+    let exchange = model.serve(now);
+    Ok(SimRecord {
+        conn,
+        backend: choice.backend as u32,
+        mode: intern(modes, &choice.routed_by),
+        status: exchange.status,
+        outcome: exchange.outcome,
+        fault: choice.fault,
+        sent_ns,
+        dispatched_ns: now,
+        done_ns: exchange.end_ns,
+    })
+}
+
+// === the result: label and statistics ===
+
+/// The configuration label in the tables: the policy's name and any policy arguments.
+fn label(policy_name: &str, policy_args: &[(String, String)]) -> String {
+    if policy_args.is_empty() {
+        return policy_name.to_string();
+    }
+    let args: Vec<String> = policy_args
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!("{policy_name} ({})", args.join(", "))
+}
+
+/// The statistics of the requests sent after the warm-up, over the measured span.
+fn run_stats(
+    label: &str,
+    backends: &[Backend],
+    run: &Run,
+    warmup_ns: u64,
+    measured_s: f64,
+) -> RunStats {
+    let records: Vec<Record> = measured(&run.requests, warmup_ns)
         .map(|r| Record {
             t_ms: r.done_ns as f64 / 1e6,
-            backend: result.backend_id(r).to_string(),
+            backend: backend_id(backends, r).to_string(),
             latency_ms: latency_ms(r),
             status: r.status,
-            routing_mode: result.mode(r).to_string(),
+            routing_mode: mode(&run.modes, r).to_string(),
         })
         .collect();
-    let ids: Vec<String> = result.backends.iter().map(|b| b.id.clone()).collect();
-    let measured_s = (opts.duration - opts.warmup).as_secs_f64();
-    result.stats = RunStats::compute(&result.label, &records, &ids, Some(measured_s));
-    Ok(result)
+    let ids: Vec<String> = backends.iter().map(|b| b.id.clone()).collect();
+    RunStats::compute(label, &records, &ids, Some(measured_s))
+}
+
+fn measured(requests: &[SimRecord], warmup_ns: u64) -> impl Iterator<Item = &SimRecord> {
+    requests.iter().filter(move |r| r.sent_ns >= warmup_ns)
+}
+
+fn mode<'a>(modes: &'a [Arc<str>], r: &SimRecord) -> &'a str {
+    modes.get(r.mode as usize).map_or("", |m| m)
+}
+
+fn backend_id<'a>(backends: &'a [Backend], r: &SimRecord) -> &'a str {
+    backends.get(r.backend as usize).map_or("", |b| &b.id)
 }
 
 /// Routing modes are few (the policy's name, the host's fallback); storing an index keeps
@@ -341,6 +421,8 @@ enum Event {
     /// The exchange ends (at the event's time, `record.done_ns`).
     Complete(SimRecord),
 }
+
+// === impl SimRequest ===
 
 /// The request the policy sees: a GET / from the connection's own client address.
 struct SimRequest {
@@ -372,94 +454,5 @@ impl RequestView for SimRequest {
     }
     fn header(&self, _name: &str) -> Option<&str> {
         None
-    }
-}
-
-/// A min-queue of events by (time, insertion sequence). The sequence makes simultaneous
-/// events come out in the order they were scheduled, instead of in whatever order the heap
-/// happens to leave equal keys.
-pub struct EventQueue<E> {
-    heap: BinaryHeap<Entry<E>>,
-    seq: u64,
-}
-
-impl<E> EventQueue<E> {
-    pub fn with_capacity(capacity: usize) -> Self {
-        EventQueue {
-            heap: BinaryHeap::with_capacity(capacity),
-            seq: 0,
-        }
-    }
-
-    pub fn push(&mut self, time_ns: u64, event: E) {
-        self.heap.push(Entry {
-            time_ns,
-            seq: self.seq,
-            event,
-        });
-        self.seq += 1;
-    }
-
-    /// The earliest event and its time.
-    pub fn pop(&mut self) -> Option<(u64, E)> {
-        self.heap.pop().map(|e| (e.time_ns, e.event))
-    }
-
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
-}
-
-struct Entry<E> {
-    time_ns: u64,
-    seq: u64,
-    event: E,
-}
-
-impl<E> Entry<E> {
-    fn key(&self) -> (u64, u64) {
-        (self.time_ns, self.seq)
-    }
-}
-
-impl<E> PartialEq for Entry<E> {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl<E> Eq for Entry<E> {}
-
-impl<E> PartialOrd for Entry<E> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<E> Ord for Entry<E> {
-    /// Reversed, so that std's max-heap pops the earliest key first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.key().cmp(&self.key())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_orders_by_time_then_insertion() {
-        let mut q = EventQueue::with_capacity(4);
-        q.push(5, "c");
-        q.push(1, "a");
-        q.push(5, "d");
-        q.push(1, "b");
-        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
-        assert_eq!(order, [(1, "a"), (1, "b"), (5, "c"), (5, "d")]);
-        assert!(q.is_empty());
     }
 }

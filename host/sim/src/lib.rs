@@ -9,13 +9,15 @@
 //! - [`scenario`]: the TOML scenario files (`scenarios/*.toml`).
 //! - [`model`]: a backend as `backend/` behaves: latency cycles or distributions, capacity
 //!   with a FIFO queue, error rates, crashes and restarts at given times.
-//! - [`engine`]: the event loop (closed-loop clients like wrk) and [`SimResult`].
+//! - `engine`: the event loop (closed-loop clients like wrk) and [`SimResult`]; `queue`: its
+//!   [`EventQueue`], ordered by (virtual time, insertion sequence).
 //! - CSV output in the proxy's log format, and the report in the study's table format
 //!   ([`switchyard_report`]).
 mod csvlog;
 pub mod duration;
 mod engine;
 pub mod model;
+mod queue;
 pub mod scenario;
 
 use std::fmt::Write as _;
@@ -23,11 +25,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use switchyard_input::UsageError;
 use switchyard_runtime::PolicyRuntime;
 
-pub use csvlog::{timestamp, CSV_HEADER};
+pub use csvlog::timestamp;
 pub use duration::{format_duration, parse_duration};
-pub use engine::{simulate, EventQueue, SimOptions, SimRecord, SimResult, MAX_CONNECTIONS};
+pub use engine::{simulate, SimOptions, SimRecord, SimResult, MAX_CONNECTIONS};
+pub use queue::EventQueue;
 pub use scenario::Scenario;
 
 use switchyard_report::{render_backends, render_shares, render_summary};
@@ -78,7 +82,8 @@ impl SimulateArgs {
 }
 
 /// Runs `switchyard simulate`: the report on stdout, the wall-clock figures on stderr
-/// (they differ from run to run, and stdout must not).
+/// (they differ from run to run, and stdout must not). Bad input (a scenario file, a flag
+/// value, the policy file) is a [`UsageError`] in the chain, so the binary exits with 2.
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let (report, result) = run_to_string(args)?;
     print!("{report}");
@@ -96,11 +101,19 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
 pub fn run_to_string(args: &SimulateArgs) -> anyhow::Result<(String, SimResult)> {
     let scenario = Scenario::load(&args.scenario)?;
     let runtime = PolicyRuntime::new()?;
-    let policy = runtime.load(&args.policy)?;
+    // Every load error is about the file (missing, not a component, wrong world, ..), and
+    // its message names the file and the fix.
+    let policy = runtime
+        .load(&args.policy)
+        .map_err(|e| UsageError::with_source("--policy", e))?;
     let result = simulate(policy, &scenario, &args.options())?;
     if let Some(path) = &args.csv {
-        let mut file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut file = std::fs::File::create(path).map_err(|e| {
+            UsageError::with_source(
+                format!("cannot create {}: pass another --csv FILE", path.display()),
+                e,
+            )
+        })?;
         result
             .write_csv(&mut file)
             .with_context(|| format!("cannot write {}", path.display()))?;

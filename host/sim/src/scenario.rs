@@ -29,14 +29,18 @@
 //! backends named `id01..idN`.
 //!
 //! The file is checked in full before anything runs, and every error names the file and
-//! the field, because a typo in a scenario otherwise shows up as a puzzling result.
+//! the field, because a typo in a scenario otherwise shows up as a puzzling result. Errors
+//! are [`UsageError`]s (exit code 2). The serde types that mirror the file are in `raw`;
+//! their validation into the model below is in `check`.
+mod check;
+mod raw;
+
 use std::collections::HashSet;
 use std::path::Path;
 
-use anyhow::{anyhow, Context as _};
-use serde::Deserialize;
+use switchyard_input::UsageError;
 
-use super::duration::parse_duration;
+use raw::RawScenario;
 
 /// Longest latency step accepted, as in `backend/`: catches seconds typed for milliseconds.
 pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
@@ -109,17 +113,23 @@ pub enum Latency {
 
 impl Scenario {
     /// Reads and validates a scenario file.
-    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read scenario file {}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Scenario, UsageError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError::with_source(
+                format!(
+                    "cannot read scenario file {}: pass --scenario FILE, e.g. scenarios/study.toml",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
         Scenario::parse(&text, &path.display().to_string())
     }
 
     /// Parses scenario text; `origin` (usually the file name) starts every error message.
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Scenario> {
-        let raw: RawScenario =
-            toml::from_str(text).map_err(|e| anyhow!("{origin}: {}", e.to_string().trim_end()))?;
-        let fail = |field: &str, msg: String| anyhow!("{origin}: {field}: {msg}");
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, UsageError> {
+        let raw: RawScenario = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
+        let fail = |field: &str, msg: String| UsageError::new(format!("{origin}: {field}: {msg}"));
         let stem = Path::new(origin)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -127,7 +137,7 @@ impl Scenario {
         let timeout_ns = raw
             .timeout
             .as_deref()
-            .map(|t| duration_ns(t).map_err(|m| fail("timeout", m)))
+            .map(|t| check::duration_ns(t).map_err(|m| fail("timeout", m)))
             .transpose()?;
         if timeout_ns == Some(0) {
             return Err(fail("timeout", "must be more than 0".into()));
@@ -135,7 +145,7 @@ impl Scenario {
         let connect_error_ns = raw
             .connect_error
             .as_deref()
-            .map(|t| duration_ns(t).map_err(|m| fail("connect_error", m)))
+            .map(|t| check::duration_ns(t).map_err(|m| fail("connect_error", m)))
             .transpose()?
             .unwrap_or(DEFAULT_CONNECT_ERROR_NS);
         if raw.backends.is_empty() {
@@ -147,8 +157,9 @@ impl Scenario {
         let mut backends = Vec::new();
         for (i, b) in raw.backends.into_iter().enumerate() {
             let path = format!("backend[{i}] (id {:?})", b.id);
-            backends
-                .extend(backend(b).map_err(|(field, msg)| fail(&format!("{path}{field}"), msg))?);
+            backends.extend(
+                check::backend(b).map_err(|(field, msg)| fail(&format!("{path}{field}"), msg))?,
+            );
             if backends.len() > MAX_BACKENDS {
                 return Err(fail(
                     &path,
@@ -175,365 +186,24 @@ impl Scenario {
     }
 }
 
-/// A field path below the backend (e.g. ".change[0].at") and a message.
-type FieldError = (String, String);
-
-fn backend(b: RawBackend) -> Result<Vec<BackendSpec>, FieldError> {
-    let err = |field: &str, msg: String| (format!(".{field}"), msg);
-    check_name(&b.id).map_err(|m| err("id", m))?;
-    if let Some(url) = &b.url {
-        if url.is_empty() || url.contains([',', '"', '\n', '\r']) {
-            return Err(err(
-                "url",
-                format!(
-                    "{url:?} cannot be written to a CSV log; use a URL without commas or quotes"
-                ),
-            ));
-        }
-    }
-    let replicas = b.replicas.unwrap_or(1);
-    if replicas == 0 || replicas > MAX_BACKENDS {
-        return Err(err(
-            "replicas",
-            format!("{replicas} is outside 1..={MAX_BACKENDS}"),
-        ));
-    }
-    if replicas > 1 && b.url.is_some() {
-        return Err(err(
-            "url",
-            "cannot be combined with replicas (each replica is sim://ID)".into(),
-        ));
-    }
-    let latency = parse_latency(b.cycle_ms.as_deref(), b.latency.as_ref())
-        .map_err(|(f, m)| err(&f, m))?
-        .ok_or_else(|| {
-            err(
-                "cycle_ms",
-                "missing: give cycle_ms = [..] or latency = { dist = .. }".into(),
-            )
-        })?;
-    let initial = Settings {
-        latency,
-        error_rate: b
-            .error_rate
-            .map_or(Ok(0.0), error_rate)
-            .map_err(|m| err("error_rate", m))?,
-        capacity: b
-            .capacity
-            .as_ref()
-            .map_or(Ok(None), capacity)
-            .map_err(|m| err("capacity", m))?,
-        up: b
-            .state
-            .as_deref()
-            .map_or(Ok(true), state)
-            .map_err(|m| err("state", m))?,
+/// A TOML or schema error on one line: the file, where, and serde's message (which names
+/// the field and, for a typo, the fields that are allowed). toml's own rendering spans
+/// several lines with a source excerpt; the binary's errors are one line each.
+fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> UsageError {
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+        return UsageError::new(format!("{origin}: {message}"));
     };
-    let mut changes = Vec::new();
-    for (j, c) in b.changes.iter().enumerate() {
-        let cerr = |field: &str, msg: String| (format!(".change[{j}].{field}"), msg);
-        let change = Change {
-            at_ns: duration_ns(&c.at).map_err(|m| cerr("at", m))?,
-            latency: parse_latency(c.cycle_ms.as_deref(), c.latency.as_ref())
-                .map_err(|(f, m)| cerr(&f, m))?,
-            error_rate: c
-                .error_rate
-                .map(error_rate)
-                .transpose()
-                .map_err(|m| cerr("error_rate", m))?,
-            capacity: c
-                .capacity
-                .as_ref()
-                .map(capacity)
-                .transpose()
-                .map_err(|m| cerr("capacity", m))?,
-            up: c
-                .state
-                .as_deref()
-                .map(state)
-                .transpose()
-                .map_err(|m| cerr("state", m))?,
-        };
-        if change.latency.is_none()
-            && change.error_rate.is_none()
-            && change.capacity.is_none()
-            && change.up.is_none()
-        {
-            return Err(cerr(
-                "at",
-                "this change sets nothing: add cycle_ms, latency, error_rate, capacity or state"
-                    .into(),
-            ));
-        }
-        changes.push(change);
-    }
-    // Stable: two changes at the same instant apply in file order.
-    changes.sort_by_key(|c| c.at_ns);
-
-    let width = replicas.to_string().len();
-    Ok((1..=replicas)
-        .map(|r| {
-            let id = if replicas == 1 {
-                b.id.clone()
-            } else {
-                format!("{}{:0width$}", b.id, r)
-            };
-            BackendSpec {
-                url: b.url.clone().unwrap_or_else(|| format!("sim://{id}")),
-                id,
-                weight: b.weight,
-                seed: b.seed.map(|s| s.wrapping_add(r as u64 - 1)),
-                initial: initial.clone(),
-                changes: changes.clone(),
-            }
-        })
-        .collect())
-}
-
-fn check_name(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{id:?} is not a usable backend id: use 1 to 64 letters, digits, '-', '_' or '.'"
-        ))
-    }
-}
-
-fn duration_ns(text: &str) -> Result<u64, String> {
-    parse_duration(text).map(|d| d.as_nanos() as u64)
-}
-
-fn parse_latency(
-    cycle_ms: Option<&[f64]>,
-    dist: Option<&RawLatency>,
-) -> Result<Option<Latency>, FieldError> {
-    match (cycle_ms, dist) {
-        (Some(_), Some(_)) => Err((
-            "latency".into(),
-            "give either cycle_ms or latency, not both".into(),
-        )),
-        (Some(cycle), None) => {
-            if cycle.is_empty() {
-                return Err((
-                    "cycle_ms".into(),
-                    "is empty: give at least one step, e.g. [10]".into(),
-                ));
-            }
-            let steps = cycle
-                .iter()
-                .map(|&ms| {
-                    if (0.0..=MAX_LATENCY_MS).contains(&ms) {
-                        Ok((ms * 1e6).round() as u64)
-                    } else {
-                        Err((
-                            "cycle_ms".into(),
-                            format!("step {ms} is outside 0..={MAX_LATENCY_MS} ms"),
-                        ))
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(Latency::Cycle(steps)))
-        }
-        (None, Some(d)) => distribution(d)
-            .map(Some)
-            .map_err(|(f, m)| (format!("latency.{f}"), m)),
-        (None, None) => Ok(None),
-    }
-}
-
-fn distribution(d: &RawLatency) -> Result<Latency, FieldError> {
-    let need = |field: &'static str, v: Option<f64>| -> Result<f64, FieldError> {
-        let v = v.ok_or_else(|| {
-            (
-                field.to_string(),
-                format!("missing for dist = {:?}", d.dist),
-            )
-        })?;
-        if v.is_finite() && (0.0..=MAX_LATENCY_MS).contains(&v) {
-            Ok(v)
-        } else {
-            Err((
-                field.to_string(),
-                format!("{v} is outside 0..={MAX_LATENCY_MS}"),
-            ))
-        }
-    };
-    let unexpected = |allowed: &[&str]| -> Result<(), FieldError> {
-        let given = [
-            ("ms", d.ms.is_some()),
-            ("mean_ms", d.mean_ms.is_some()),
-            ("median_ms", d.median_ms.is_some()),
-            ("sigma", d.sigma.is_some()),
-            ("min_ms", d.min_ms.is_some()),
-            ("max_ms", d.max_ms.is_some()),
-        ];
-        match given.iter().find(|(k, set)| *set && !allowed.contains(k)) {
-            Some((k, _)) => Err((
-                k.to_string(),
-                format!(
-                    "does not apply to dist = {:?} (it takes {})",
-                    d.dist,
-                    allowed.join(", ")
-                ),
-            )),
-            None => Ok(()),
-        }
-    };
-    match d.dist.as_str() {
-        "constant" => {
-            unexpected(&["ms"])?;
-            Ok(Latency::Cycle(vec![
-                (need("ms", d.ms)? * 1e6).round() as u64
-            ]))
-        }
-        "exponential" => {
-            unexpected(&["mean_ms"])?;
-            Ok(Latency::Exponential {
-                mean_ns: need("mean_ms", d.mean_ms)? * 1e6,
-            })
-        }
-        "lognormal" => {
-            unexpected(&["median_ms", "mean_ms", "sigma"])?;
-            let sigma = d.sigma.ok_or_else(|| {
-                (
-                    "sigma".to_string(),
-                    "missing for dist = \"lognormal\"".to_string(),
-                )
-            })?;
-            if !(sigma.is_finite() && (0.0..=5.0).contains(&sigma)) {
-                return Err(("sigma".into(), format!("{sigma} is outside 0..=5")));
-            }
-            // The median of exp(mu + sigma z) is exp(mu); its mean is exp(mu + sigma^2 / 2).
-            let mu = match (d.median_ms, d.mean_ms) {
-                (Some(_), Some(_)) => {
-                    return Err((
-                        "median_ms".into(),
-                        "give median_ms or mean_ms, not both".into(),
-                    ))
-                }
-                (Some(_), None) => (need("median_ms", d.median_ms)? * 1e6).ln(),
-                (None, Some(_)) => (need("mean_ms", d.mean_ms)? * 1e6).ln() - sigma * sigma / 2.0,
-                (None, None) => {
-                    return Err((
-                        "median_ms".into(),
-                        "missing: give median_ms or mean_ms".into(),
-                    ))
-                }
-            };
-            if !mu.is_finite() {
-                return Err(("median_ms".into(), "must be more than 0".into()));
-            }
-            Ok(Latency::LogNormal { mu, sigma })
-        }
-        "uniform" => {
-            unexpected(&["min_ms", "max_ms"])?;
-            let (min, max) = (need("min_ms", d.min_ms)?, need("max_ms", d.max_ms)?);
-            if min > max {
-                return Err(("max_ms".into(), format!("{max} is below min_ms {min}")));
-            }
-            Ok(Latency::Uniform {
-                min_ns: min * 1e6,
-                max_ns: max * 1e6,
-            })
-        }
-        other => Err((
-            "dist".into(),
-            format!(
-                "{other:?} is not a distribution: use constant, exponential, lognormal or uniform"
-            ),
-        )),
-    }
-}
-
-fn error_rate(rate: f64) -> Result<f64, String> {
-    if (0.0..=1.0).contains(&rate) {
-        Ok(rate)
-    } else {
-        Err(format!(
-            "{rate} is outside 0..1: give a fraction such as 0.05"
-        ))
-    }
-}
-
-fn capacity(c: &RawCapacity) -> Result<Option<usize>, String> {
-    match c {
-        RawCapacity::Limit(n) if (1..=1_000_000).contains(n) => Ok(Some(*n as usize)),
-        RawCapacity::Word(w) if w == "unlimited" => Ok(None),
-        RawCapacity::Limit(n) => Err(format!("{n} is outside 1..=1000000 (or \"unlimited\")")),
-        RawCapacity::Word(w) => Err(format!("{w:?}: give a number of requests or \"unlimited\"")),
-    }
-}
-
-fn state(s: &str) -> Result<bool, String> {
-    match s {
-        "up" => Ok(true),
-        "down" => Ok(false),
-        other => Err(format!("{other:?}: use \"up\" or \"down\"")),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScenario {
-    name: Option<String>,
-    description: Option<String>,
-    timeout: Option<String>,
-    connect_error: Option<String>,
-    #[serde(default, rename = "backend")]
-    backends: Vec<RawBackend>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBackend {
-    id: String,
-    url: Option<String>,
-    weight: Option<u32>,
-    seed: Option<u64>,
-    replicas: Option<usize>,
-    cycle_ms: Option<Vec<f64>>,
-    latency: Option<RawLatency>,
-    error_rate: Option<f64>,
-    capacity: Option<RawCapacity>,
-    state: Option<String>,
-    #[serde(default, rename = "change")]
-    changes: Vec<RawChange>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawChange {
-    at: String,
-    cycle_ms: Option<Vec<f64>>,
-    latency: Option<RawLatency>,
-    error_rate: Option<f64>,
-    capacity: Option<RawCapacity>,
-    state: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLatency {
-    dist: String,
-    ms: Option<f64>,
-    mean_ms: Option<f64>,
-    median_ms: Option<f64>,
-    sigma: Option<f64>,
-    min_ms: Option<f64>,
-    max_ms: Option<f64>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawCapacity {
-    Limit(i64),
-    Word(String),
+    let before = text.get(..start).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    UsageError::new(format!("{origin}: line {line}, column {column}: {message}"))
 }
 
 #[cfg(test)]
@@ -600,6 +270,7 @@ mod tests {
         );
         let e = err("[[backend]]\nid = \"A\"\ncycle_ms = [1]\n[[backend.change]]\nat = \"5\"\nstate = \"down\"\n");
         assert!(
+            // The one duration grammar's message (switchyard_input::duration), after the field.
             e.contains("backend[0] (id \"A\").change[0].at: invalid duration"),
             "{e}"
         );

@@ -1,30 +1,19 @@
-//! The request log: the study's five columns first, in its order, so its analysis scripts
-//! read our logs; then what the study could not record.
+//! The request log (`--log FILE`): one line per proxied request, in the format
+//! `switchyard_report::log` defines for the proxy, the simulator and `analyze` alike (the
+//! study's five columns first, so its analysis scripts read our logs).
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use switchyard_report::log::{LogWriter, Row};
 use switchyard_runtime::Backend;
 
 use super::RequestEvent;
 
-pub(super) const HEADER: [&str; 10] = [
-    "timestamp",
-    "backend_url",
-    "latency_ms",
-    "status_code",
-    "routing_mode",
-    "backend_id",
-    "outcome",
-    "upstream",
-    "conn_reused",
-    "fault",
-];
-
 pub(super) struct CsvLog {
-    out: csv::Writer<BufWriter<File>>,
+    out: LogWriter<BufWriter<File>>,
     backends: Vec<Backend>,
     upstream: &'static str,
 }
@@ -45,8 +34,7 @@ impl CsvLog {
                 path.display()
             )
         })?;
-        let mut out = csv::Writer::from_writer(BufWriter::with_capacity(1 << 16, file));
-        out.write_record(HEADER)?;
+        let out = LogWriter::new(BufWriter::with_capacity(1 << 16, file))?;
         Ok(CsvLog {
             out,
             backends: backends.to_vec(),
@@ -55,24 +43,23 @@ impl CsvLog {
     }
 
     pub(super) fn write(&mut self, e: &RequestEvent) -> anyhow::Result<()> {
-        let ts = DateTime::<Utc>::from(e.at).format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let (id, url) = self
             .backends
             .get(e.backend)
             .map(|b| (b.id.as_str(), b.url.as_str()))
             .unwrap_or(("?", "?"));
-        self.out.write_record([
-            ts.to_string().as_str(),
-            url,
-            format!("{:.3}", e.latency_ns as f64 / 1e6).as_str(),
-            itoa(e.status).as_str(),
-            &e.routed_by,
-            id,
-            e.outcome.as_str(),
-            self.upstream,
-            if e.reused { "true" } else { "false" },
-            e.fault.map(|f| f.as_str()).unwrap_or(""),
-        ])?;
+        self.out.write(&Row {
+            timestamp: DateTime::<Utc>::from(e.at),
+            backend_url: url,
+            latency_ms: e.latency_ns as f64 / 1e6,
+            status_code: e.status,
+            routing_mode: &e.routed_by,
+            backend_id: id,
+            outcome: e.outcome.as_str(),
+            upstream: self.upstream,
+            conn_reused: e.reused,
+            fault: e.fault.map(|f| f.as_str()),
+        })?;
         Ok(())
     }
 
@@ -80,8 +67,4 @@ impl CsvLog {
         self.out.flush()?;
         Ok(())
     }
-}
-
-fn itoa(n: u16) -> String {
-    n.to_string()
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use switchyard_report::log;
 
 use super::{EventOutcome, RequestEvent};
 
@@ -104,7 +105,10 @@ fn mean_ms(us: &[u32]) -> f64 {
     us.iter().map(|&x| x as f64).sum::<f64>() / us.len() as f64 / 1000.0
 }
 
-/// Nearest-rank quantile.
+/// The per-second quantile: nearest rank, `ceil(q * n)`, over the second's latencies in
+/// whole microseconds. One of three quantile definitions (see `switchyard_report::percentile`
+/// for the report's exact one; the running totals use an HDR histogram at 3 significant
+/// figures), so the dashboard's p95 and `analyze`'s for the same run can differ slightly.
 fn quantile_ms(us: &mut [u32], q: f64) -> f64 {
     if us.is_empty() {
         return 0.0;
@@ -209,6 +213,8 @@ impl Totals {
         self.latency_us.mean() / 1000.0
     }
 
+    /// The quantile since start, from the HDR histogram: within 0.1% (3 significant
+    /// figures) of the exact value, not the report's exact nearest rank.
     pub fn quantile_ms(&self, q: f64) -> f64 {
         self.latency_us.value_at_quantile(q) as f64 / 1000.0
     }
@@ -256,12 +262,10 @@ impl Live {
     pub(super) fn record(&mut self, e: &RequestEvent) {
         let unix = unix_secs(e.at);
         self.roll(unix);
-        // A client hanging up is not the backend's failure (nor the proxy's).
-        let failed = e.status >= 500
-            || matches!(
-                e.outcome,
-                EventOutcome::ConnectError | EventOutcome::Timeout | EventOutcome::Broken
-            );
+        // 5xx or no complete response because of the backend; a client hanging up is not
+        // the backend's failure (nor the proxy's). The log's definition, so `analyze` counts
+        // the same errors from the CSV.
+        let failed = log::failed(e.status, Some(e.outcome.as_str()));
         let us = (e.latency_ns / 1000).clamp(1, u32::MAX as u64) as u32;
         let open = self
             .open

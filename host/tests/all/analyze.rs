@@ -7,8 +7,7 @@ use std::process::{Command, Output};
 
 use switchyard_analyze::load::LogFormat;
 use switchyard_analyze::{load_runs, wrk};
-
-const PROXY_HEADER: &str = "timestamp,backend_url,latency_ms,status_code,routing_mode,backend_id,outcome,upstream,conn_reused,fault";
+use switchyard_report::log::HEADER as PROXY_HEADER;
 
 /// A fresh, empty folder for one test.
 fn temp_dir(name: &str) -> PathBuf {

@@ -10,10 +10,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Parser;
+use switchyard_report::log::HEADER as CSV_HEADER;
 use switchyard_report::{Record, RunStats};
 use switchyard_runtime::{Outcome, PolicyComponent, PolicyRuntime};
 use switchyard_sim::{
-    run_to_string, simulate, Scenario, SimOptions, SimRecord, SimResult, SimulateArgs, CSV_HEADER,
+    run_to_string, simulate, Scenario, SimOptions, SimRecord, SimResult, SimulateArgs,
 };
 
 const S: u64 = 1_000_000_000;
@@ -501,6 +502,46 @@ fn bad_scenario_files_are_named_with_the_field() {
         dir.join("typo.toml").to_str().unwrap(),
     ]);
     assert!(format!("{:#}", run_to_string(&args).unwrap_err()).contains("typo.toml"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `switchyard simulate` as the operator runs it: a missing or invalid policy and a broken
+/// scenario are their input to fix, so the binary exits with 2 (as the proxy and `analyze`
+/// do) and says, on one line, which file and what to do.
+#[test]
+fn bad_input_exits_2_with_one_line_naming_the_file_and_the_fix() {
+    let dir = std::env::temp_dir().join(format!("switchyard-sim-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.toml");
+    std::fs::write(&broken, "[[backend]]\nid = \"A\"\ncylce_ms = [1]\n").unwrap();
+    let not_wasm = dir.join("notes.wasm");
+    std::fs::write(&not_wasm, "not a component").unwrap();
+    let study = scenario_path("study");
+    let cases: [(PathBuf, &Path, &str, &str); 3] = [
+        (
+            dir.join("missing.wasm"),
+            &study,
+            "missing.wasm",
+            "pass the path of a built .wasm component",
+        ),
+        (not_wasm.clone(), &study, "notes.wasm", "wasm32-wasip2"),
+        (policy_path("rr"), &broken, "broken.toml", "expected one of"),
+    ];
+    for (policy, scenario, file, fix) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("simulate")
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--scenario")
+            .arg(scenario)
+            .args(["--duration", "1s"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{file}: {stderr}");
+        assert!(stderr.contains(file) && stderr.contains(fix), "{stderr}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
