@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             if e.chain().any(|c| c.is::<UsageError>()) {
                 ExitCode::from(2)
             } else {
@@ -46,6 +46,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The error's chain on one line, down to the first usage error: that message already says
+/// what went wrong and the fix, and its sources (kept for callers that branch on them) would
+/// only repeat it.
+fn message(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        parts.push(cause.to_string());
+        if cause.is::<UsageError>() {
+            break;
+        }
+    }
+    parts.join(": ")
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {

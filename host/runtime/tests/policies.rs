@@ -63,7 +63,7 @@ fn rr_cycles_through_backends() {
     let r = router(&rt, "rr.wasm", inline());
     let picks: Vec<usize> = (0..6).map(|t| r.choose(&NoRequest, t).backend).collect();
     assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-    assert_eq!(&*r.choose(&NoRequest, 7).routed_by, "round-robin");
+    assert_eq!(&*r.choose(&NoRequest, 7).routing_mode, "round-robin");
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn trapping_choose_falls_back_and_the_instance_is_replaced() {
         let c = r.choose(&NoRequest, t * 1_000_000_000);
         assert!(c.backend < 3);
         if c.fault.is_some() {
-            assert_eq!(&*c.routed_by, FALLBACK_NAME);
+            assert_eq!(&*c.routing_mode, FALLBACK_NAME);
             assert_eq!(c.fault, Some(FaultKind::Trap));
             fallbacks += 1;
         }
@@ -170,7 +170,7 @@ fn endless_loop_hits_the_deadline_and_repeated_faults_trip_the_breaker() {
     assert!(r.status().disabled);
     // Disabled: the host routes without calling the policy at all.
     let c = r.choose(&NoRequest, 6);
-    assert_eq!((c.fault, &*c.routed_by), (None, FALLBACK_NAME));
+    assert_eq!((c.fault, &*c.routing_mode), (None, FALLBACK_NAME));
 }
 
 #[test]

@@ -348,7 +348,7 @@ fn dispatch(
     Ok(SimRecord {
         conn,
         backend: choice.backend as u32,
-        mode: intern(modes, &choice.routed_by),
+        mode: intern(modes, &choice.routing_mode),
         status: exchange.status,
         outcome: exchange.outcome,
         fault: choice.fault,

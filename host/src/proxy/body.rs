@@ -26,7 +26,7 @@ use switchyard_upstream::{Body as UpstreamBody, BoxError, Lease};
 pub struct Completion {
     pub shared: Arc<ProxyState>,
     pub backend: usize,
-    pub routed_by: Arc<str>,
+    pub routing_mode: Arc<str>,
     pub fault: Option<FaultKind>,
     pub sent: Instant,
     pub status: u16,
@@ -39,13 +39,13 @@ impl Completion {
     pub fn new(
         shared: Arc<ProxyState>,
         backend: usize,
-        routed_by: Arc<str>,
+        routing_mode: Arc<str>,
         fault: Option<FaultKind>,
     ) -> Self {
         Completion {
             shared,
             backend,
-            routed_by,
+            routing_mode,
             fault,
             sent: Instant::now(),
             status: 0,
@@ -89,7 +89,7 @@ impl Completion {
             latency_ns,
             status: self.status,
             outcome,
-            routed_by: self.routed_by.clone(),
+            routing_mode: self.routing_mode.clone(),
             fault: self.fault,
             reused: self.reused,
         });

@@ -136,7 +136,8 @@ async fn handle(
     }
     headers::to_upstream(req.headers_mut(), &client_ip, &up.authority);
 
-    let mut completion = Completion::new(shared.clone(), backend, choice.routed_by, choice.fault);
+    let mut completion =
+        Completion::new(shared.clone(), backend, choice.routing_mode, choice.fault);
     match shared.upstreams.send(backend, req).await {
         Ok((mut resp, lease)) => {
             completion.status = resp.status().as_u16();

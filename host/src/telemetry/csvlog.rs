@@ -53,7 +53,7 @@ impl CsvLog {
             backend_url: url,
             latency_ms: e.latency_ns as f64 / 1e6,
             status_code: e.status,
-            routing_mode: &e.routed_by,
+            routing_mode: &e.routing_mode,
             backend_id: id,
             outcome: e.outcome.as_str(),
             upstream: self.upstream,

@@ -53,7 +53,7 @@ pub struct RequestEvent {
     pub status: u16,
     pub outcome: EventOutcome,
     /// The policy's name, or the host's fallback.
-    pub routed_by: Arc<str>,
+    pub routing_mode: Arc<str>,
     pub fault: Option<FaultKind>,
     pub reused: bool,
 }
@@ -124,7 +124,7 @@ impl Telemetry {
                                         ids.get(e.backend).map(String::as_str).unwrap_or("?"),
                                         e.status,
                                         e.latency_ns as f64 / 1e6,
-                                        e.routed_by,
+                                        e.routing_mode,
                                         e.outcome.as_str()
                                     );
                                 }

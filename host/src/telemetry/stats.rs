@@ -237,7 +237,7 @@ pub struct Recent {
     pub latency_ms: f64,
     pub status: u16,
     pub outcome: EventOutcome,
-    pub routed_by: Arc<str>,
+    pub routing_mode: Arc<str>,
 }
 
 pub(super) struct Live {
@@ -304,7 +304,7 @@ impl Live {
             latency_ms: e.latency_ns as f64 / 1e6,
             status: e.status,
             outcome: e.outcome,
-            routed_by: e.routed_by.clone(),
+            routing_mode: e.routing_mode.clone(),
         });
     }
 

@@ -44,7 +44,7 @@ pub struct Choice {
     /// Index of the chosen backend in [`Router::backends`].
     pub backend: usize,
     /// Who chose: the policy's name, or [`FALLBACK_NAME`].
-    pub routed_by: Arc<str>,
+    pub routing_mode: Arc<str>,
     /// Set when this very call faulted.
     pub fault: Option<FaultKind>,
 }
@@ -189,7 +189,7 @@ impl Router {
             let n = self.inner.setup.backends.len().max(1);
             return Choice {
                 backend: self.inner.fallback_next.fetch_add(1, Ordering::Relaxed) % n,
-                routed_by: self.inner.builtin_name.clone(),
+                routing_mode: self.inner.builtin_name.clone(),
                 fault: None,
             };
         }
@@ -201,7 +201,7 @@ impl Router {
                 Ok(backend) => {
                     return Choice {
                         backend,
-                        routed_by: st.active.name.clone(),
+                        routing_mode: st.active.name.clone(),
                         fault: None,
                     }
                 }
@@ -269,7 +269,7 @@ impl Router {
             .fetch_add(1, Ordering::Relaxed);
         Choice {
             backend: i,
-            routed_by: self.inner.fallback_name.clone(),
+            routing_mode: self.inner.fallback_name.clone(),
             fault,
         }
     }

@@ -228,7 +228,7 @@ impl Prev {
                 latency_ms: r.latency_ms,
                 status: r.status,
                 outcome: r.outcome.as_str(),
-                routing_mode: r.routed_by.to_string(),
+                routing_mode: r.routing_mode.to_string(),
                 scores: scores.to_vec(),
             })
             .collect()
