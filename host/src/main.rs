@@ -48,15 +48,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error's chain on one line, down to the first usage error: that message already says
-/// what went wrong and the fix, and its sources (kept for callers that branch on them) would
-/// only repeat it.
+/// The error's chain on one line, each cause once: a usage error often carries as its source
+/// the error its message already quotes, which would only repeat it.
 fn message(e: &anyhow::Error) -> String {
-    let mut parts = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        parts.push(cause.to_string());
-        if cause.is::<UsageError>() {
-            break;
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
         }
     }
     parts.join(": ")
@@ -124,5 +123,25 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::other("permission denied");
+        let quoted =
+            UsageError::with_source(format!("cannot read x: {io}; pass another --log"), io);
+        let e = anyhow::Error::new(quoted);
+        assert_eq!(
+            message(&e),
+            "cannot read x: permission denied; pass another --log"
+        );
+        let io = std::io::Error::other("permission denied");
+        let context = anyhow::Error::new(UsageError::with_source("--policy", io));
+        assert_eq!(message(&context), "--policy: permission denied");
     }
 }
