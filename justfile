@@ -77,7 +77,8 @@ test: build-policies build-fixtures layout
     cargo clippy --release --workspace --all-targets -- -D warnings
     cargo test --release --manifest-path policies/Cargo.toml -p switchyard-policy-common
     cargo test --release --workspace
-    cargo test --release -p switchyard --test all -- --ignored dashboard_
+    # --workspace, not -p switchyard: the same feature set as above, so nothing is rebuilt.
+    cargo test --release --workspace --test all -- --ignored dashboard_
 
 # Hot swap under load: wrk for 30 s against rr, swapped to ewma at 10 s and sma at 20 s by
 # rewriting the policy file; prints wrk's summary, shares per policy and swap times.
