@@ -1,4 +1,4 @@
-//! ProxyState by the end-to-end tests: real backends on ephemeral ports, the real proxy
+//! Shared by the end-to-end tests: real backends on ephemeral ports, the real proxy
 //! in-process (so tests can read its counters), and a small keep-alive HTTP client.
 
 use std::net::SocketAddr;
