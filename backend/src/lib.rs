@@ -10,7 +10,21 @@
 //! request: it takes the next step's latency and answers
 //! `Hello from A - simulated 10ms` with `x-backend-id` and
 //! `x-simulated-latency-ms` headers (or a 500 for a simulated failure).
+//!
+//! Load reporting: with [`BackendConfig::report_load`] (`--report-load`),
+//! every profile response also carries
+//! `endpoint-load-metrics: TEXT application_utilization:U,rps_fractional:R,named_metrics.rif:N`
+//! (ORCA's text form; U = requests in service / capacity with 3 decimals,
+//! omitted without a capacity limit; R = profile requests completed in the
+//! last second; N = profile requests in flight, queued or in service),
+//! `x-prequal-rif: N` and `x-prequal-latency-us` (median receipt-to-response
+//! time of the last 16 completed profile requests, 0 before any). A profile
+//! response reports the load its request leaves behind: not itself in flight,
+//! but itself among the completions. `GET /probe` answers 200 at once with the
+//! same headers, flag or not, and does no work: it takes no cycle step, no
+//! capacity permit, no error roll, and is never counted in the load.
 
+mod load;
 mod profile;
 mod server;
 
@@ -39,11 +53,7 @@ pub async fn serve(
     cfg: BackendConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared::new(
-        Profile::compile(&cfg)?,
-        cfg.capacity,
-        cfg.h2_max_streams,
-    ));
+    let shared = Arc::new(Shared::new(Profile::compile(&cfg)?, &cfg));
     server::run(listener, shared, shutdown).await;
     Ok(())
 }
@@ -54,7 +64,7 @@ pub async fn spawn(cfg: BackendConfig, addr: SocketAddr) -> std::io::Result<Runn
     let profile = Profile::compile(&cfg)?;
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(profile, cfg.capacity, cfg.h2_max_streams));
+    let shared = Arc::new(Shared::new(profile, &cfg));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server::run(listener, shared.clone(), async {
         // Fires on an explicit stop and when the handle is dropped.
@@ -89,7 +99,7 @@ impl RunningBackend {
     }
 
     /// Profile requests received so far (the cycle position); the echo,
-    /// bytes and health routes are not counted.
+    /// bytes, health and probe routes are not counted.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
     }

@@ -51,9 +51,19 @@ struct Cli {
     #[arg(long, default_value_t = 1)]
     seed: u64,
 
-    /// Most profile requests in service at once; the rest queue [default: unlimited]
+    /// Most profile requests in service at once; the rest queue. Also the denominator of the
+    /// reported application_utilization (--report-load, /probe), which is left out when unlimited
+    /// [default: unlimited]
     #[arg(long, value_name = "N")]
     capacity: Option<usize>,
+
+    /// Add load headers to every profile response: endpoint-load-metrics: TEXT
+    /// application_utilization:U,rps_fractional:R,named_metrics.rif:N (ORCA; U = in service /
+    /// --capacity, omitted without --capacity; R = completions in the last second; N = requests in
+    /// flight), x-prequal-rif: N and x-prequal-latency-us (median of the last 16). GET /probe
+    /// answers with them with or without this flag
+    #[arg(long)]
+    report_load: bool,
 
     /// HTTP/2 streams one connection may carry at once [default: 200]
     #[arg(long, value_name = "N")]
@@ -116,6 +126,7 @@ fn plan(cli: &Cli) -> Result<Vec<(BackendConfig, u16)>, String> {
         let mut cfg = base.error_rate(cli.error_rate).seed(cli.seed);
         cfg.capacity = cli.capacity;
         cfg.h2_max_streams = cli.h2_max_streams;
+        cfg.report_load = cli.report_load;
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     };
@@ -222,6 +233,9 @@ fn startup_line(cfg: &BackendConfig, addr: std::net::SocketAddr) -> String {
     }
     if let Some(n) = cfg.capacity {
         line += &format!(", capacity {n}");
+    }
+    if cfg.report_load {
+        line += ", load reports";
     }
     line + ")"
 }

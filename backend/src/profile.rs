@@ -36,6 +36,10 @@ pub struct BackendConfig {
     /// HTTP/2 streams one connection may carry at once (SETTINGS_MAX_CONCURRENT_STREAMS);
     /// `None` keeps hyper's default (200).
     pub h2_max_streams: Option<u32>,
+    /// Whether profile responses carry the load headers (`endpoint-load-metrics`,
+    /// `x-prequal-rif`, `x-prequal-latency-us`); `GET /probe` answers with them
+    /// either way. Off by default, so study runs see the study's responses.
+    pub report_load: bool,
 }
 
 impl BackendConfig {
@@ -51,7 +55,7 @@ impl BackendConfig {
         Some(Self::with_latencies(&id, cycle))
     }
 
-    /// A custom cycle under any id; no errors, no capacity limit, seed 1.
+    /// A custom cycle under any id; no errors, no capacity limit, seed 1, no load headers.
     pub fn with_latencies(id: &str, ms: &[f64]) -> Self {
         Self {
             id: id.to_string(),
@@ -60,7 +64,13 @@ impl BackendConfig {
             capacity: None,
             seed: 1,
             h2_max_streams: None,
+            report_load: false,
         }
+    }
+
+    pub fn report_load(mut self, on: bool) -> Self {
+        self.report_load = on;
+        self
     }
 
     pub fn h2_max_streams(mut self, max: u32) -> Self {

@@ -1,4 +1,9 @@
 //! Accept loop, request routing and response bodies.
+//!
+//! Profile requests are counted in [`Load`] from receipt to response; with
+//! `report_load` their responses carry the load headers, and `GET /probe`
+//! always answers with them without touching the cycle, the capacity gate,
+//! the error rate or the counts (see [`crate::load`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +23,8 @@ use switchyard_listener::Draining;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::profile::Profile;
+use crate::load::Load;
+use crate::profile::{BackendConfig, Profile};
 
 /// How long in-flight requests may finish after shutdown is requested before
 /// their connections are cut; longer than any study step.
@@ -37,20 +43,21 @@ pub(crate) struct Shared {
     pub requests: AtomicU64,
     pub connections: AtomicU64,
     pub h2_max_streams: Option<u32>,
+    pub load: Load,
+    /// Whether profile responses carry the load headers (`/probe` always does).
+    pub report_load: bool,
 }
 
 impl Shared {
-    pub(crate) fn new(
-        profile: Profile,
-        capacity: Option<usize>,
-        h2_max_streams: Option<u32>,
-    ) -> Self {
+    pub(crate) fn new(profile: Profile, cfg: &BackendConfig) -> Self {
         Self {
             profile,
-            gate: capacity.map(Semaphore::new),
+            gate: cfg.capacity.map(Semaphore::new),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
-            h2_max_streams,
+            h2_max_streams: cfg.h2_max_streams,
+            load: Load::new(cfg.capacity),
+            report_load: cfg.report_load,
         }
     }
 }
@@ -93,6 +100,8 @@ async fn handle(
         echo(req)
     } else if method == Method::GET && path == "/health" {
         text(StatusCode::OK, Bytes::from_static(b"ok"))
+    } else if method == Method::GET && path == "/probe" {
+        probe(&shared)
     } else if method == Method::GET && path == "/version" {
         // Which protocol reached us (HTTP/1.1, or HTTP/2.0 from an h2c proxy).
         text(StatusCode::OK, Bytes::from(format!("{:?}", req.version())))
@@ -109,6 +118,9 @@ async fn handle(
 /// Advances the cycle at receipt, so the order of steps follows arrival
 /// order even when requests overlap.
 async fn profile_reply(shared: &Shared, body: Incoming) -> Response<ReplyBody> {
+    // In flight from receipt, so a request still sending its body or queued
+    // at the gate is load a balancer should see.
+    let mut ticket = shared.load.arrive();
     let index = shared.requests.fetch_add(1, Ordering::Relaxed);
     let profile = &shared.profile;
     let step = profile.step(index);
@@ -119,6 +131,7 @@ async fn profile_reply(shared: &Shared, body: Incoming) -> Response<ReplyBody> {
         Some(gate) => gate.acquire().await.ok(),
         None => None,
     };
+    ticket.start_service();
     if let Some(delay) = step.delay {
         tokio::time::sleep(delay).await;
     }
@@ -134,6 +147,21 @@ async fn profile_reply(shared: &Shared, body: Incoming) -> Response<ReplyBody> {
     let headers = resp.headers_mut();
     headers.insert(profile.id_header.clone(), profile.id.clone());
     headers.insert(profile.latency_header.clone(), step.latency_header.clone());
+    // Finished before the permit is released (it drops after this), so the
+    // report never counts a queued request that has not really started.
+    let left = ticket.finish();
+    if shared.report_load {
+        left.write_headers(headers);
+    }
+    resp
+}
+
+/// Answers at once with the current load, as a Prequal probe expects: no
+/// cycle step, no permit, no error roll, and not itself counted, so probing
+/// never changes what it measures.
+fn probe(shared: &Shared) -> Response<ReplyBody> {
+    let mut resp = text(StatusCode::OK, Bytes::new());
+    shared.load.snapshot().write_headers(resp.headers_mut());
     resp
 }
 

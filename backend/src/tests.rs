@@ -290,3 +290,256 @@ async fn kill_drops_in_flight_requests() {
     );
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+// === load reporting ===
+
+/// `endpoint-load-metrics` parsed the way Envoy does: `TEXT ` then comma-separated
+/// `name:value` pairs; every name must be one the backend documents.
+#[derive(Debug, Default)]
+struct OrcaReport {
+    utilization: Option<f64>,
+    rps: f64,
+    rif: u32,
+}
+
+fn orca(headers: &hyper::HeaderMap) -> OrcaReport {
+    let raw = headers["endpoint-load-metrics"].to_str().unwrap();
+    let pairs = raw.strip_prefix("TEXT ").expect(raw);
+    let mut report = OrcaReport::default();
+    let mut names = Vec::new();
+    for pair in pairs.split(',') {
+        let (name, value) = pair.split_once(':').expect(raw);
+        match name {
+            "application_utilization" => {
+                assert_eq!(value.split_once('.').unwrap().1.len(), 3, "{raw}");
+                report.utilization = Some(value.parse().unwrap());
+            }
+            "rps_fractional" => report.rps = value.parse().unwrap(),
+            "named_metrics.rif" => report.rif = value.parse().unwrap(),
+            _ => panic!("unexpected metric {name:?} in {raw}"),
+        }
+        names.push(name);
+    }
+    assert!(
+        names.ends_with(&["rps_fractional", "named_metrics.rif"]),
+        "{raw}"
+    );
+    let rif: u32 = headers["x-prequal-rif"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        rif, report.rif,
+        "x-prequal-rif and named_metrics.rif differ"
+    );
+    report
+}
+
+fn latency_us(headers: &hyper::HeaderMap) -> u64 {
+    headers["x-prequal-latency-us"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn has_load_headers(headers: &hyper::HeaderMap) -> bool {
+    [
+        "endpoint-load-metrics",
+        "x-prequal-rif",
+        "x-prequal-latency-us",
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h))
+}
+
+/// `GET /probe` on a fresh connection; returns its headers after checking it is an empty 200.
+async fn probe(backend: &RunningBackend) -> hyper::HeaderMap {
+    let mut client = connect(backend).await;
+    let (status, headers, body) = read(client.send_request(get("/probe")).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_empty());
+    headers
+}
+
+/// Probes until the backend reports `rif` requests in flight (the requests
+/// spawned by the test have reached it), failing after two seconds.
+async fn wait_for_rif(backend: &RunningBackend, rif: u32) -> hyper::HeaderMap {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let headers = probe(backend).await;
+        if orca(&headers).rif == rif {
+            return headers;
+        }
+        assert!(Instant::now() < deadline, "rif never reached {rif}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `GET path` on a kept-alive connection. Waits until the connection is ready
+/// again: on a multi-threaded runtime its driver may not have finished the
+/// previous exchange when the test already holds that response.
+async fn send(
+    client: &mut SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> (StatusCode, hyper::HeaderMap, Bytes) {
+    client.ready().await.unwrap();
+    read(client.send_request(get(path)).await.unwrap()).await
+}
+
+/// Sends `n` profile requests at once, each on its own connection.
+async fn concurrent(
+    backend: &RunningBackend,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<(StatusCode, hyper::HeaderMap, Bytes)>> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let mut client = connect(backend).await;
+        tasks.push(tokio::spawn(async move {
+            read(client.send_request(get("/")).await.unwrap()).await
+        }));
+    }
+    tasks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_report_rif_utilization_and_rate() {
+    let cfg = BackendConfig::with_latencies("L", &[300.0])
+        .capacity(2)
+        .report_load(true);
+    let backend = start(cfg).await;
+    let tasks = concurrent(&backend, 4).await;
+    // Two in service, two queued at the gate.
+    let during = orca(&wait_for_rif(&backend, 4).await);
+    assert_eq!(during.utilization, Some(1.0));
+
+    let mut reports = Vec::new();
+    for task in tasks {
+        let (status, headers, _) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        reports.push(orca(&headers));
+    }
+    // Each response reports the load it leaves: the first to finish still
+    // sees the other three (one in service, two queued), the last sees none.
+    let max_rif = reports.iter().map(|r| r.rif).max().unwrap();
+    assert!((2..=3).contains(&max_rif), "{reports:?}");
+    assert!(
+        reports.iter().any(|r| r.utilization > Some(0.0)),
+        "{reports:?}"
+    );
+    assert!(reports.iter().any(|r| r.rif == 0), "{reports:?}");
+    // All four completed within the last second; each counts itself.
+    let max_rps = reports.iter().map(|r| r.rps).fold(0.0, f64::max);
+    assert!((3.5..=4.0).contains(&max_rps), "{reports:?}");
+    assert!(reports.iter().all(|r| r.rps >= 1.0), "{reports:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utilization_is_exactly_one_with_capacity_requests_in_service() {
+    let cfg = BackendConfig::with_latencies("U", &[400.0])
+        .capacity(2)
+        .report_load(true);
+    let backend = start(cfg).await;
+    let idle = probe(&backend).await;
+    assert_eq!(
+        idle["endpoint-load-metrics"],
+        "TEXT application_utilization:0.000,rps_fractional:0.000,named_metrics.rif:0"
+    );
+    let tasks = concurrent(&backend, 2).await;
+    let full = wait_for_rif(&backend, 2).await;
+    assert_eq!(
+        full["endpoint-load-metrics"],
+        "TEXT application_utilization:1.000,rps_fractional:0.000,named_metrics.rif:2"
+    );
+    // A third request queues: more in flight, but utilisation stays at 1.
+    let queued = concurrent(&backend, 1).await;
+    let over = orca(&wait_for_rif(&backend, 3).await);
+    assert_eq!(over.utilization, Some(1.0));
+    for task in tasks.into_iter().chain(queued) {
+        assert_eq!(task.await.unwrap().0, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_does_no_work() {
+    // Every profile request fails and the only permit is taken: a probe that
+    // did any work would fail, wait or shift the cycle.
+    let cfg = BackendConfig::with_latencies("P", &[1.0, 2.0, 3.0, 500.0, 4.0])
+        .error_rate(1.0)
+        .capacity(1);
+    let backend = start(cfg).await;
+    let mut client = connect(&backend).await;
+    let (status, headers, _) = send(&mut client, "/").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(headers["x-simulated-latency-ms"], "1");
+    for _ in 0..3 {
+        let report = orca(&probe(&backend).await);
+        assert_eq!(report.rif, 0, "probes must not count as in flight");
+        assert_eq!(report.rps, 1.0, "probes must not count as completions");
+    }
+    let (_, headers, _) = send(&mut client, "/").await;
+    assert_eq!(
+        headers["x-simulated-latency-ms"], "2",
+        "a probe advanced the cycle"
+    );
+    let (_, headers, _) = send(&mut client, "/").await;
+    assert_eq!(headers["x-simulated-latency-ms"], "3");
+    assert_eq!(backend.requests(), 3);
+
+    // The 500 ms step holds the only permit; a probe neither queues behind it
+    // nor counts itself beside it.
+    let slow = concurrent(&backend, 1).await;
+    wait_for_rif(&backend, 1).await;
+    let started = Instant::now();
+    let report = orca(&probe(&backend).await);
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "probe queued"
+    );
+    assert_eq!((report.rif, report.utilization), (1, Some(1.0)));
+    for task in slow {
+        assert_eq!(task.await.unwrap().1["x-simulated-latency-ms"], "500");
+    }
+    let (_, headers, _) = send(&mut client, "/").await;
+    assert_eq!(headers["x-simulated-latency-ms"], "4");
+    assert_eq!(backend.requests(), 5);
+}
+
+#[tokio::test]
+async fn load_headers_are_off_by_default_but_probe_always_reports() {
+    let backend = start(BackendConfig::with_latencies("D", &[0.0])).await;
+    let mut client = connect(&backend).await;
+    let (status, headers, _) = read(client.send_request(get("/")).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!has_load_headers(&headers), "{headers:?}");
+    let probed = probe(&backend).await;
+    let report = orca(&probed);
+    assert_eq!(report.utilization, None, "no capacity, no utilisation");
+    assert_eq!(
+        probed["endpoint-load-metrics"],
+        "TEXT rps_fractional:1.000,named_metrics.rif:0"
+    );
+
+    let on = start(BackendConfig::with_latencies("D", &[0.0]).report_load(true)).await;
+    let mut client = connect(&on).await;
+    let (_, headers, _) = read(client.send_request(get("/")).await.unwrap()).await;
+    assert!(has_load_headers(&headers), "{headers:?}");
+    // The other routes never carry them.
+    let (_, headers, _) = read(client.send_request(get("/health")).await.unwrap()).await;
+    assert!(!has_load_headers(&headers), "{headers:?}");
+}
+
+#[tokio::test]
+async fn latency_median_follows_completed_requests() {
+    let cfg = BackendConfig::with_latencies("M", &[80.0, 80.0, 300.0]).report_load(true);
+    let backend = start(cfg).await;
+    assert_eq!(latency_us(&probe(&backend).await), 0);
+    let mut client = connect(&backend).await;
+    let near_80ms = |us: u64| (80_000..150_000).contains(&us);
+    // A response counts its own request among the completed ones.
+    let (_, headers, _) = read(client.send_request(get("/")).await.unwrap()).await;
+    assert!(near_80ms(latency_us(&headers)), "{headers:?}");
+    for _ in 0..2 {
+        read(client.send_request(get("/")).await.unwrap()).await;
+    }
+    // 80, 80 and 300 ms: the median ignores the outlier a mean would not.
+    let us = latency_us(&probe(&backend).await);
+    assert!(near_80ms(us), "{us}");
+}

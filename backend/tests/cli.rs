@@ -163,3 +163,34 @@ fn all_serves_the_three_study_backends() {
     }
     terminate(child);
 }
+
+#[test]
+fn report_load_adds_the_load_headers() {
+    let (child, lines) = start(
+        backend().args([
+            "--latencies",
+            "0",
+            "--capacity",
+            "2",
+            "--report-load",
+            "--port",
+            "0",
+        ]),
+        1,
+    );
+    assert!(
+        lines[0].ends_with("(cycle: 0 ms, capacity 2, load reports)"),
+        "{}",
+        lines[0]
+    );
+    let resp = get(&addr_of(&lines[0]), "/");
+    assert!(
+        resp.contains(
+            "endpoint-load-metrics: TEXT application_utilization:0.000,rps_fractional:1.000,named_metrics.rif:0\r\n"
+        ),
+        "{resp}"
+    );
+    assert!(resp.contains("x-prequal-rif: 0\r\n"), "{resp}");
+    assert!(resp.contains("x-prequal-latency-us: "), "{resp}");
+    terminate(child);
+}
