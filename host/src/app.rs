@@ -14,7 +14,7 @@ use switchyard_upstream::Upstreams;
 use crate::cli::ServeArgs;
 use crate::config::{PolicySource, ProxyConfig};
 use crate::console::{self, Banner};
-use crate::proxy::{self, ProxyState};
+use crate::proxy::{self, HttpProber, ProxyState};
 use crate::reload::Reloader;
 use crate::telemetry::{Telemetry, TelemetryConfig, Totals};
 
@@ -92,6 +92,11 @@ pub async fn start(config: ProxyConfig, console: Console) -> anyhow::Result<Runn
         events: telemetry.sink(),
         epoch: Instant::now(),
     });
+    shared.router.set_prober(Arc::new(HttpProber::new(
+        Arc::downgrade(&shared),
+        config.probe_timeout,
+        tokio::runtime::Handle::current(),
+    )));
     if console == Console::On {
         print_banner(&config, &shared, addr, component.as_deref());
     }

@@ -117,6 +117,17 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub replay: usize,
 
+    /// Shortest time between two probes of one backend that a policy asks for
+    /// (`host.probe`, contract 0.2); with at most one probe in flight per backend, this
+    /// caps what a policy can make the proxy send (100 per second per backend by default).
+    #[arg(long, default_value = "10ms", value_parser = duration::parse, value_name = "DURATION")]
+    pub probe_interval: Duration,
+
+    /// Longest a probe may take, connect to last byte; a probe that takes longer is
+    /// answered to the policy as a timeout.
+    #[arg(long, default_value = "100ms", value_parser = duration::parse, value_name = "DURATION")]
+    pub probe_timeout: Duration,
+
     /// CPU deadline for one policy call.
     #[arg(long, default_value = "5ms", value_parser = duration::parse, value_name = "DURATION")]
     pub policy_deadline: Duration,

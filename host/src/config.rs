@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use switchyard_input::UsageError;
+use switchyard_input::{duration, UsageError};
 use switchyard_runtime::{Backend, Limits, RouterOptions};
 use switchyard_upstream::{Mode, Options as UpstreamOptions, Protocol, Target};
 
@@ -52,6 +52,8 @@ pub struct ProxyConfig {
     pub admin: Option<AdminConfig>,
     /// How long requests in flight may take to finish once shutdown starts.
     pub grace: Duration,
+    /// `--probe-timeout`: how long one probe a policy asked for may take.
+    pub probe_timeout: Duration,
 }
 
 impl ProxyConfig {
@@ -63,6 +65,7 @@ impl ProxyConfig {
                 "--upstream-protocol h2c shares a few connections among all requests, so it cannot open one per request: use --upstream persistent with h2c, or http1 for non-persistent",
             ));
         }
+        check_probe_bounds(args)?;
         let admin = if args.no_admin {
             None
         } else {
@@ -93,6 +96,7 @@ impl ProxyConfig {
             verbose: args.verbose,
             admin,
             grace: args.timeout + Duration::from_secs(1),
+            probe_timeout: args.probe_timeout,
         })
     }
 
@@ -157,6 +161,25 @@ fn default_id(i: usize) -> String {
     }
 }
 
+/// The probe flags' bounds: a policy's probes must stay rare and short, whatever it asks.
+fn check_probe_bounds(args: &ServeArgs) -> Result<(), UsageError> {
+    const MIN_INTERVAL: Duration = Duration::from_millis(1);
+    const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+    if args.probe_interval < MIN_INTERVAL {
+        return Err(UsageError::new(format!(
+            "--probe-interval {} is below 1ms: it bounds how often a policy can make the proxy probe a backend; use e.g. 10ms",
+            duration::format(args.probe_interval)
+        )));
+    }
+    if args.probe_timeout.is_zero() || args.probe_timeout > MAX_TIMEOUT {
+        return Err(UsageError::new(format!(
+            "--probe-timeout {} is outside 1ns..=60s: use e.g. 100ms",
+            duration::format(args.probe_timeout)
+        )));
+    }
+    Ok(())
+}
+
 fn router_options(args: &ServeArgs, now: SystemTime) -> RouterOptions {
     let seed = args.seed.unwrap_or_else(|| {
         now.duration_since(SystemTime::UNIX_EPOCH)
@@ -170,6 +193,7 @@ fn router_options(args: &ServeArgs, now: SystemTime) -> RouterOptions {
         },
         replay: args.replay,
         seed,
+        probe_interval: args.probe_interval,
         ..RouterOptions::default()
     }
 }
@@ -301,5 +325,25 @@ mod tests {
         let c = config(&["--no-watch", "--log", "x.csv"]).unwrap();
         assert!(matches!(c.policy, PolicySource::File { watch: false, .. }));
         assert_eq!(c.log, Some(PathBuf::from("x.csv")));
+    }
+
+    #[test]
+    fn probe_bounds_are_checked_at_their_limits() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.router.probe_interval, Duration::from_millis(10));
+        assert_eq!(c.probe_timeout, Duration::from_millis(100));
+        let c = config(&["--probe-interval", "1ms", "--probe-timeout", "60s"]).unwrap();
+        assert_eq!(c.router.probe_interval, Duration::from_millis(1));
+        assert_eq!(c.probe_timeout, Duration::from_secs(60));
+        let err = config(&["--probe-interval", "999us"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--probe-interval 999us is below 1ms"),
+            "{err}"
+        );
+        for bad in ["0s", "60001ms"] {
+            let err = config(&["--probe-timeout", bad]).unwrap_err();
+            assert!(err.to_string().contains("--probe-timeout"), "{bad}: {err}");
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! into the wasm instance, and the same logic in native Rust, in nanoseconds.
 //!
 //! Run with `cargo bench -p switchyard-runtime --bench policy_call` after
-//! `just build-policies`. The ratio wasm/native is the policy's price.
+//! `just build-policies build-fixtures`. The ratio wasm/native is the policy's price; the
+//! `-v0.1` rows are the same policies frozen at contract 0.1.0, so the ratio 0.2/0.1 is
+//! what the new contract costs.
 use std::hint::black_box;
 use std::path::PathBuf;
 
@@ -35,13 +37,8 @@ fn instance(component: &PolicyComponent) -> PolicyInstance {
 }
 
 fn obs(backend: usize, t: u64) -> Observation {
-    Observation {
-        backend,
-        now_ns: t,
-        latency_ns: 200_000_000 + (backend as u64) * 25_000_000,
-        status: 200,
-        outcome: Outcome::Response,
-    }
+    let latency_ns = 200_000_000 + (backend as u64) * 25_000_000;
+    Observation::new(t, latency_ns, 200, Outcome::Response)
 }
 
 /// The study's EWMA in plain Rust, for comparison.
@@ -63,9 +60,9 @@ impl NativeEwma {
         }
         best
     }
-    fn observe(&mut self, o: &Observation) {
+    fn observe(&mut self, backend: usize, o: &Observation) {
         let x = o.latency_ns as f64 / 1e6;
-        let s = &mut self.scores[o.backend];
+        let s = &mut self.scores[backend];
         *s = Some(s.map_or(x, |p| self.alpha * x + (1.0 - self.alpha) * p));
     }
 }
@@ -74,10 +71,15 @@ fn bench(c: &mut Criterion) {
     let rt = PolicyRuntime::new().expect("runtime");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies");
     let mut group = c.benchmark_group("choose+observe");
-    for name in ["rr", "ewma"] {
+    for (name, file) in [
+        ("rr", "rr.wasm"),
+        ("ewma", "ewma.wasm"),
+        ("rr-v0.1", "fixtures/wasm/rr-v01.wasm"),
+        ("ewma-v0.1", "fixtures/wasm/ewma-v01.wasm"),
+    ] {
         let component = rt
-            .load(&dir.join(format!("{name}.wasm")))
-            .expect("run `just build-policies` first");
+            .load(&dir.join(file))
+            .expect("run `just build-policies build-fixtures` first");
         let router = Router::new(
             component.clone(),
             backends(),
@@ -91,7 +93,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 t += 1000;
                 let c = router.choose(&NoRequest, t);
-                router.observe(obs(c.backend, t));
+                router.observe(c.ticket, obs(c.backend, t));
             })
         });
         let mut instance = instance(&component);
@@ -99,7 +101,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 t += 1000;
                 let i = instance.choose(&NoRequest, t).unwrap_or(0);
-                let _ = instance.observe(&obs(i, t));
+                let _ = instance.observe(i, &obs(i, t));
             })
         });
     }
@@ -110,13 +112,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| instance.choose(&NoRequest, 0).unwrap_or(0))
     });
     group.bench_function("instance/wasm-rr-observe-only", |b| {
-        b.iter(|| instance.observe(&obs(0, 0)))
+        b.iter(|| instance.observe(0, &obs(0, 0)))
     });
     let builtin = Router::builtin_round_robin(backends(), RouterOptions::default());
     group.bench_function("router/native-rr", |b| {
         b.iter(|| {
             let c = builtin.choose(&NoRequest, 0);
-            builtin.observe(obs(c.backend, 0));
+            builtin.observe(c.ticket, obs(c.backend, 0));
         })
     });
     let mut native = NativeEwma {
@@ -126,7 +128,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("direct/native-ewma", |b| {
         b.iter(|| {
             let i = native.choose();
-            native.observe(black_box(&obs(i, 0)));
+            native.observe(i, black_box(&obs(i, 0)));
         })
     });
     group.finish();

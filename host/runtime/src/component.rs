@@ -7,7 +7,7 @@ use std::time::Instant;
 use thiserror::Error;
 use wasmtime::component::Component;
 
-use crate::bindings::RouterPre;
+use crate::bindings::{v01, v02};
 use crate::sandbox::StoreState;
 use crate::PolicyRuntime;
 
@@ -39,7 +39,7 @@ pub enum LoadError {
     #[error("policy file {path} is not a valid wasm component ({reason}): rebuild it; if it was being written, it will be retried")]
     Invalid { path: PathBuf, reason: String },
     /// The component does not export the policy interface the host calls.
-    #[error("policy file {path} does not implement switchyard:policy/policy@0.1.0 (world `router` in wit/policy.wit): {reason}")]
+    #[error("policy file {path} does not implement switchyard:policy/policy@0.2.0 (world `router` in wit/policy.wit) or @0.1.0 (wit/0.1.0/policy.wit): {reason}")]
     WrongWorld { path: PathBuf, reason: String },
     /// The component imports an interface the sandbox does not provide.
     #[error("policy file {path} imports {import}, which the sandbox does not give policies (no files, sockets, environment or clocks): remove that use from the policy")]
@@ -67,9 +67,15 @@ impl LoadError {
     }
 }
 
+/// The contract version a component was built against, with its pre-linked instance.
+pub(crate) enum Pre {
+    V01(v01::RouterPre<StoreState>),
+    V02(v02::RouterPre<StoreState>),
+}
+
 /// A compiled, validated policy component, ready to be instantiated any number of times.
 pub struct PolicyComponent {
-    pub(crate) pre: RouterPre<StoreState>,
+    pub(crate) pre: Pre,
     path: PathBuf,
     label: String,
     pub(crate) compile_time: std::time::Duration,
@@ -89,6 +95,14 @@ impl PolicyComponent {
     /// How long validation and compilation took.
     pub fn compile_time(&self) -> std::time::Duration {
         self.compile_time
+    }
+
+    /// The contract version it was built against, e.g. "0.2.0".
+    pub fn contract(&self) -> &'static str {
+        match self.pre {
+            Pre::V01(_) => "0.1.0",
+            Pre::V02(_) => "0.2.0",
+        }
     }
 }
 
@@ -129,7 +143,15 @@ pub(crate) fn load_bytes(
         reason: format!("{e:#}"),
     };
     let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-    let pre = RouterPre::new(instance_pre).map_err(wrong_world)?;
+    // The current contract first; a component that exports the 0.1 interface instead
+    // gets the frozen one. The error names the current contract's mismatch.
+    let pre = match v02::RouterPre::new(instance_pre.clone()) {
+        Ok(pre) => Pre::V02(pre),
+        Err(e) => match v01::RouterPre::new(instance_pre) {
+            Ok(pre) => Pre::V01(pre),
+            Err(_) => return Err(wrong_world(e)),
+        },
+    };
     let label = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -7,6 +7,7 @@
 mod bindings;
 mod component;
 mod instance;
+mod loads;
 mod router;
 mod sandbox;
 mod stderr;
@@ -21,7 +22,10 @@ pub use router::{
     Choice, Counters, PolicyStatus, Rebuild, Router, RouterOptions, SwapReport, BUILTIN_NAME,
     FALLBACK_NAME, TIMING_SAMPLE,
 };
-pub use types::{Backend, FaultKind, Limits, NoRequest, Observation, Outcome, RequestView, Scores};
+pub use types::{
+    Backend, FaultKind, Limits, NoRequest, Observation, Origin, Outcome, Probe, ProbeResult,
+    Prober, RequestView, Scores, Ticket,
+};
 
 /// The engine, linker and epoch ticker shared by every policy a process loads.
 pub struct PolicyRuntime {

@@ -1,6 +1,7 @@
 //! The runtime's vocabulary, free of wasmtime and HTTP types so that the proxy, the
 //! simulator and the benchmarks can all speak it.
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An upstream as the policy sees it.
@@ -26,6 +27,14 @@ pub trait RequestView {
     fn client(&self) -> Option<SocketAddr>;
     /// The value of header `name` (asked for in lower case), if present and readable as text.
     fn header(&self, name: &str) -> Option<&str>;
+    /// 1 for a client request's first try, 2 and up for its retries and hedges.
+    fn attempt(&self) -> u32 {
+        1
+    }
+    /// Backends this client request was already sent to, oldest first.
+    fn tried(&self) -> &[usize] {
+        &[]
+    }
 }
 
 /// A request with nothing to read, for callers that route without one (benchmarks).
@@ -60,6 +69,9 @@ pub enum Outcome {
     Timeout,
     /// The connection broke mid-exchange.
     Broken,
+    /// The client hung up before the response was complete (contract 0.2; a 0.1 policy
+    /// is not told).
+    Aborted,
 }
 
 impl Outcome {
@@ -70,23 +82,131 @@ impl Outcome {
             Outcome::ConnectError => "connect_error",
             Outcome::Timeout => "timeout",
             Outcome::Broken => "broken",
+            Outcome::Aborted => "aborted",
         }
     }
 }
 
-/// One finished exchange, reported to the policy.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How one exchange ended, handed to [`Router::observe`](crate::Router::observe) with the
+/// request's [`Ticket`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
-    /// Index of the backend in the router's backends.
-    pub backend: usize,
     /// When the exchange ended, on the clock of the `now_ns` passed to the router.
     pub now_ns: u64,
-    /// From sending the request to having the whole response (or to the failure).
+    /// From sending the request to having the whole response (or to the failure, or to the
+    /// client hanging up).
     pub latency_ns: u64,
     /// HTTP status, 0 when there was no response.
     pub status: u16,
     /// How it ended.
     pub outcome: Outcome,
+    /// The response headers the policy asked for ([`Choice::response_headers`](crate::Choice)),
+    /// as (lower-case name, value); empty when it asked for none.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Observation {
+    /// An observation without headers.
+    pub fn new(now_ns: u64, latency_ns: u64, status: u16, outcome: Outcome) -> Self {
+        Observation {
+            now_ns,
+            latency_ns,
+            status,
+            outcome,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Who chose the backend of an observed request, as the policy is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The instance being told.
+    Chosen,
+    /// An earlier instance (before a swap or a rebuild).
+    OtherInstance,
+    /// The host's own round-robin.
+    Host,
+    /// A replayed observation warming a new instance.
+    Replay,
+}
+
+/// Proof that a request was routed, to hand back to [`Router::observe`](crate::Router::observe)
+/// exactly once: the router counts the backend's request in flight from `choose` until then.
+/// Not `Clone`, so a request cannot be observed twice.
+#[derive(Debug)]
+#[must_use = "hand the ticket back to Router::observe, or the backend's in-flight count leaks"]
+pub struct Ticket {
+    pub(crate) backend: usize,
+    /// The instance that chose (its id), or [`Ticket::HOST`].
+    pub(crate) chooser: u64,
+    pub(crate) attempt: u32,
+}
+
+impl Ticket {
+    /// The chooser of requests the host routed itself.
+    pub(crate) const HOST: u64 = 0;
+
+    /// The backend the request went to.
+    pub fn backend(&self) -> usize {
+        self.backend
+    }
+}
+
+/// A probe the policy asked for, for a [`Prober`] to send: a GET on `path` to `backend`.
+/// Answer it with [`Probe::answer`]; dropping it unanswered frees the backend for the next
+/// probe without telling the policy anything.
+pub struct Probe {
+    /// The backend to probe.
+    pub backend: usize,
+    /// The path the policy named in `policy-info.probe-path`, e.g. "/probe".
+    pub path: Arc<str>,
+    /// Response headers to copy into the result; `None`: none.
+    pub headers: Option<Arc<[String]>>,
+    /// When the policy asked, on the router's clock.
+    pub asked_ns: u64,
+    pub(crate) reply: crate::router::ProbeReply,
+}
+
+impl Probe {
+    /// Delivers the probe's result to the policy (`probed`).
+    pub fn answer(self, result: ProbeResult) {
+        self.reply.deliver(self.backend, result);
+    }
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("backend", &self.backend)
+            .field("path", &self.path)
+            .field("asked_ns", &self.asked_ns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to a [`Probe`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeResult {
+    /// When the answer (or the failure) arrived.
+    pub now_ns: u64,
+    /// From sending the probe to its whole response, or to the failure.
+    pub latency_ns: u64,
+    /// HTTP status, 0 when there was no response.
+    pub status: u16,
+    /// `Response`, `ConnectError`, `Timeout` or `Broken`.
+    pub outcome: Outcome,
+    /// The requested response headers that were present.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Sends the probes policies ask for, off the request path: the proxy over its upstream
+/// connections, the simulator as virtual-time events. The runtime knows no HTTP; this is
+/// its only way out to a backend.
+pub trait Prober: Send + Sync {
+    /// Sends `probe` and answers it later. Called right after a policy call, without the
+    /// routing lock held; must not block.
+    fn send(&self, probe: Probe);
 }
 
 /// Why a policy call did not produce a usable answer.

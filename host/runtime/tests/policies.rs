@@ -47,14 +47,13 @@ fn inline() -> RouterOptions {
     }
 }
 
-fn obs(backend: usize, now_ms: u64, latency_ms: u64) -> Observation {
-    Observation {
-        backend,
-        now_ns: now_ms * 1_000_000,
-        latency_ns: latency_ms * 1_000_000,
-        status: 200,
-        outcome: Outcome::Response,
-    }
+fn obs(now_ms: u64, latency_ms: u64) -> Observation {
+    Observation::new(
+        now_ms * 1_000_000,
+        latency_ms * 1_000_000,
+        200,
+        Outcome::Response,
+    )
 }
 
 #[test]
@@ -71,21 +70,28 @@ fn ewma_probes_then_prefers_the_fastest_and_reports_scores() {
     let rt = PolicyRuntime::new().unwrap();
     let r = router(&rt, "ewma.wasm", inline());
     // One probe each for the three unmeasured backends.
-    let probes: Vec<usize> = (0..3).map(|t| r.choose(&NoRequest, t).backend).collect();
-    assert_eq!(probes, [0, 1, 2]);
-    r.observe(obs(0, 10, 400));
-    r.observe(obs(1, 10, 200));
-    r.observe(obs(2, 10, 250));
-    assert_eq!(r.choose(&NoRequest, 20).backend, 1);
+    let probes: Vec<_> = (0..3).map(|t| r.choose(&NoRequest, t)).collect();
+    assert_eq!(
+        probes.iter().map(|c| c.backend).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    for (c, latency) in probes.into_iter().zip([400, 200, 250]) {
+        r.observe(c.ticket, obs(10, latency));
+    }
+    let fastest = r.choose(&NoRequest, 20);
+    assert_eq!(fastest.backend, 1);
     let scores = r.scores(20).unwrap();
     assert_eq!(scores.label, "ewma");
     assert_eq!(scores.values, vec![(0, 400.0), (1, 200.0), (2, 250.0)]);
     // alpha 0.2: 0.2 * 1000 + 0.8 * 200 = 360 for a failure penalised at 1000 ms.
-    r.observe(Observation {
-        outcome: Outcome::ConnectError,
-        status: 0,
-        ..obs(1, 30, 0)
-    });
+    r.observe(
+        fastest.ticket,
+        Observation {
+            outcome: Outcome::ConnectError,
+            status: 0,
+            ..obs(30, 0)
+        },
+    );
     let b = r.scores(30).unwrap().values[1].1;
     assert!((b - 360.0).abs() < 1e-9, "{b}");
     assert_eq!(r.choose(&NoRequest, 40).backend, 2);
@@ -254,7 +260,7 @@ fn swap_warm_starts_the_new_policy_from_recent_observations() {
     for t in 0..30 {
         let c = r.choose(&NoRequest, t);
         let latency = [10, 200, 250][c.backend];
-        r.observe(obs(c.backend, t, latency));
+        r.observe(c.ticket, obs(t, latency));
     }
     let report = r.swap(load(&rt, "ewma.wasm"), 100).unwrap();
     assert_eq!(
@@ -272,6 +278,254 @@ fn swap_warm_starts_the_new_policy_from_recent_observations() {
     assert_eq!(
         r.counters()
             .failed_swaps
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+// === contract 0.2, and 0.1 components beside it ===
+
+/// The 0.1 builds of rr and ewma (frozen fixtures) route exactly as the 0.2 ones on the
+/// same inputs, and a 0.1 policy is not told of aborts, as its contract says.
+#[test]
+fn v01_components_load_and_behave_as_before() {
+    let rt = PolicyRuntime::new().unwrap();
+    assert_eq!(load(&rt, "fixtures/wasm/ewma-v01.wasm").contract(), "0.1.0");
+    assert_eq!(load(&rt, "ewma.wasm").contract(), "0.2.0");
+    for (old, new) in [
+        ("fixtures/wasm/rr-v01.wasm", "rr.wasm"),
+        ("fixtures/wasm/ewma-v01.wasm", "ewma.wasm"),
+    ] {
+        let (a, b) = (router(&rt, old, inline()), router(&rt, new, inline()));
+        for t in 0..60 {
+            let (ca, cb) = (a.choose(&NoRequest, t), b.choose(&NoRequest, t));
+            assert_eq!(ca.backend, cb.backend, "{old} and {new} at request {t}");
+            let latency = [30, 10, 20][ca.backend] + t % 7;
+            a.observe(ca.ticket, obs(t, latency));
+            b.observe(cb.ticket, obs(t, latency));
+        }
+        assert_eq!(
+            a.scores(60).unwrap().values,
+            b.scores(60).unwrap().values,
+            "{new}"
+        );
+    }
+    // An abort slower than the score: ewma 0.2 learns from it, the 0.1 build never hears.
+    let (a, b) = (
+        router(&rt, "fixtures/wasm/ewma-v01.wasm", inline()),
+        router(&rt, "ewma.wasm", inline()),
+    );
+    for r in [&a, &b] {
+        for t in 0..3 {
+            let c = r.choose(&NoRequest, t);
+            r.observe(c.ticket, obs(t, 10));
+        }
+        let c = r.choose(&NoRequest, 5);
+        let aborted = Observation::new(6_000_000, 500_000_000, 0, Outcome::Aborted);
+        r.observe(c.ticket, aborted);
+    }
+    assert_eq!(
+        a.scores(7).unwrap().values,
+        vec![(0, 10.0), (1, 10.0), (2, 10.0)]
+    );
+    let raised = b.scores(7).unwrap().values;
+    assert!(raised.iter().any(|&(_, v)| v > 10.0), "{raised:?}");
+}
+
+#[test]
+fn hot_swap_works_between_01_and_02_in_both_directions() {
+    let rt = PolicyRuntime::new().unwrap();
+    let r = router(&rt, "fixtures/wasm/rr-v01.wasm", inline());
+    let mut t = 0;
+    let traffic = |r: &Router, t: &mut u64| {
+        for _ in 0..12 {
+            *t += 1;
+            let c = r.choose(&NoRequest, *t);
+            r.observe(c.ticket, obs(*t, [40, 5, 20][c.backend]));
+        }
+    };
+    traffic(&r, &mut t);
+    for (file, name) in [
+        ("ewma.wasm", "adaptive_ewma"),
+        ("fixtures/wasm/ewma-v01.wasm", "adaptive_ewma"),
+        ("rr.wasm", "round-robin"),
+        ("fixtures/wasm/rr-v01.wasm", "round-robin"),
+    ] {
+        let report = r
+            .swap(load(&rt, file), t)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(&*report.to, name);
+        assert!(report.replayed >= 12, "{file}: warm-started from the ring");
+        traffic(&r, &mut t);
+        assert!(r.status().live, "{file}");
+    }
+    assert_eq!(r.counters().fault_count(FaultKind::Trap), 0);
+    // Warm from the first swap on: ewma went straight to the fastest backend.
+    assert_eq!(
+        r.counters()
+            .swaps
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
+}
+
+/// The `ledger` fixture's three scores per backend: (own in flight, observations with the
+/// header, probe answers with it).
+fn ledger(r: &Router, now_ns: u64) -> Vec<[f64; 3]> {
+    let v: Vec<f64> = r
+        .scores(now_ns)
+        .unwrap()
+        .values
+        .iter()
+        .map(|s| s.1)
+        .collect();
+    v.chunks(3).map(|c| [c[0], c[1], c[2]]).collect()
+}
+
+/// Every `choose` is matched by exactly one observation, and the observation says who
+/// chose: across a swap, the requests the old instance routed arrive as `other-instance`,
+/// so the new instance's own count neither goes negative nor inherits the old split.
+#[test]
+fn every_choose_is_observed_once_with_its_origin_across_a_swap() {
+    let rt = PolicyRuntime::new().unwrap();
+    let r = router(&rt, "fixtures/wasm/ledger.wasm", inline());
+    let before: Vec<_> = (0..10).map(|t| r.choose(&NoRequest, t)).collect();
+    assert_eq!(
+        (0..3).map(|i| r.in_flight(i)).collect::<Vec<_>>(),
+        [4, 3, 3]
+    );
+    assert_eq!(
+        ledger(&r, 10).iter().map(|l| l[0]).collect::<Vec<_>>(),
+        [4.0, 3.0, 3.0]
+    );
+    r.swap(load(&rt, "fixtures/wasm/ledger.wasm"), 20).unwrap();
+    let after: Vec<_> = (0..5).map(|t| r.choose(&NoRequest, 30 + t)).collect();
+    for c in before {
+        r.observe(c.ticket, obs(40, 1));
+    }
+    assert_eq!(
+        ledger(&r, 41).iter().map(|l| l[0]).collect::<Vec<_>>(),
+        [2.0, 2.0, 1.0],
+        "only its own five requests are in flight for the new instance"
+    );
+    assert_eq!(
+        (0..3).map(|i| r.in_flight(i)).collect::<Vec<_>>(),
+        [2, 2, 1]
+    );
+    for c in after {
+        r.observe(c.ticket, obs(50, 1));
+    }
+    assert!(ledger(&r, 51).iter().all(|l| l[0] == 0.0));
+    assert!((0..3).all(|i| r.in_flight(i) == 0));
+}
+
+/// peak-ewma reads the host's count: its cost is latency x (in flight + 1), and with two
+/// backends every pair it draws is both, so with equal latencies the one holding fewer
+/// requests always wins. Were the count not read, ties would go to a random one of the
+/// pair, and forty held requests would split like coin flips.
+#[test]
+fn peak_ewma_routes_on_the_hosts_in_flight_count() {
+    let rt = PolicyRuntime::new().unwrap();
+    let r = Router::new(
+        load(&rt, "peak-ewma.wasm"),
+        backends(2),
+        vec![],
+        inline(),
+        0,
+    )
+    .unwrap();
+    let held: Vec<_> = (0..40).map(|_| r.choose(&NoRequest, 0)).collect();
+    let (a, b) = (r.in_flight(0), r.in_flight(1));
+    assert_eq!(a + b, 40);
+    assert!(a.abs_diff(b) <= 1, "held {a} and {b}");
+    for c in held {
+        r.observe(c.ticket, obs(2, 1));
+    }
+    assert_eq!((r.in_flight(0), r.in_flight(1)), (0, 0));
+}
+
+/// Collects probes for the test to answer.
+#[derive(Default)]
+struct Probes(std::sync::Mutex<Vec<switchyard_runtime::Probe>>);
+
+impl switchyard_runtime::Prober for Probes {
+    fn send(&self, probe: switchyard_runtime::Probe) {
+        self.0.lock().unwrap().push(probe);
+    }
+}
+
+impl Probes {
+    fn take(&self) -> Vec<switchyard_runtime::Probe> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+/// Probes go out only within the host's bounds (one unanswered per backend, one per
+/// interval), carry the policy's path, and their answers, like response headers, reach
+/// the policy with exactly the headers it asked for.
+#[test]
+fn probes_are_gated_answered_and_headers_reach_the_policy() {
+    const MS: u64 = 1_000_000;
+    let rt = PolicyRuntime::new().unwrap();
+    let r = router(&rt, "fixtures/wasm/ledger.wasm", inline());
+    let prober = Arc::new(Probes::default());
+    let c = r.choose(&NoRequest, 0);
+    assert_eq!(
+        r.counters()
+            .probes_sent
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no prober yet"
+    );
+    r.observe(c.ticket, obs(0, 1));
+    r.set_prober(prober.clone());
+    let c = r.choose(&NoRequest, 20 * MS);
+    let sent = prober.take();
+    assert_eq!(
+        sent.iter().map(|p| p.backend).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert!(sent
+        .iter()
+        .all(|p| &*p.path == "/probe" && p.asked_ns == 20 * MS));
+    let wanted = sent[0].headers.clone().expect("the policy named a header");
+    assert_eq!(&wanted[..], ["x-prequal-rif".to_string()]);
+    // Unanswered: nothing more goes, however often the policy asks.
+    let c2 = r.choose(&NoRequest, 40 * MS);
+    assert!(prober.take().is_empty());
+    let mut sent = sent.into_iter();
+    let first = sent.next().unwrap();
+    first.answer(switchyard_runtime::ProbeResult {
+        now_ns: 41 * MS,
+        latency_ns: MS,
+        status: 200,
+        outcome: Outcome::Response,
+        headers: vec![("x-prequal-rif".into(), "3".into())],
+    });
+    drop(sent); // Given up unanswered: the gate opens all the same.
+                // 25 ms after the last probe: past the 10 ms interval, all three may go again.
+    r.observe(c.ticket, obs(45, 1));
+    let mut with_header = Observation::new(45 * MS, MS, 200, Outcome::Response);
+    with_header.headers = vec![("x-prequal-rif".into(), "1".into())];
+    r.observe(c2.ticket, with_header);
+    assert_eq!(prober.take().len(), 0, "observe did not ask");
+    let c3 = r.choose(&NoRequest, 45 * MS);
+    assert_eq!(prober.take().len(), 3);
+    r.observe(c3.ticket, obs(46, 1));
+    let books = ledger(&r, 50 * MS);
+    assert_eq!(
+        books.iter().map(|l| l[2]).collect::<Vec<_>>(),
+        [1.0, 0.0, 0.0],
+        "one probe answered"
+    );
+    assert_eq!(
+        books.iter().map(|l| l[1]).sum::<f64>(),
+        1.0,
+        "one observation had the header"
+    );
+    assert_eq!(
+        r.counters()
+            .probes_answered
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use switchyard_input::UsageError;
 use switchyard_runtime::{
-    Backend, FaultKind, Limits, Observation, Outcome, PolicyComponent, Rebuild, RequestView,
-    Router, RouterOptions, Scores,
+    Backend, FaultKind, Limits, Observation, Outcome, PolicyComponent, Probe, ProbeResult, Rebuild,
+    RequestView, Router, RouterOptions, Scores, Ticket,
 };
 
 use super::model::{BackendModel, Exchange};
+use super::probes::{self, SimProber};
 use super::queue::EventQueue;
 use super::scenario::Scenario;
 use switchyard_report::{Record, RunStats};
@@ -218,8 +219,17 @@ pub fn simulate(
         })
         .collect();
 
+    let prober = SimProber::new();
+    router.set_prober(prober.clone());
     let started = Instant::now();
-    let run = run_events(&router, &mut models, opts)?;
+    let mut sim = Sim {
+        router: &router,
+        prober: &prober,
+        models: &mut models,
+        scenario,
+        opts,
+    };
+    let run = sim.run()?;
     let wall = started.elapsed();
 
     let label = label(&policy_name, &opts.policy_args);
@@ -281,81 +291,165 @@ struct Run {
     end_ns: u64,
 }
 
-/// The event loop: every connection sends, gets its answer, and sends again until
-/// `opts.duration`; requests in flight then still finish.
-fn run_events(
-    router: &Router,
-    models: &mut [BackendModel<'_>],
-    opts: &SimOptions,
-) -> anyhow::Result<Run> {
-    let duration_ns = opts.duration.as_nanos() as u64;
-    let overhead_ns = opts.overhead.as_nanos() as u64;
-    let mut queue = EventQueue::with_capacity(2 * opts.connections);
-    for conn in 0..opts.connections as u32 {
-        queue.push(overhead_ns, Event::Dispatch { conn, sent_ns: 0 });
-    }
-    let mut run = Run {
-        requests: Vec::new(),
-        modes: Vec::new(),
-        end_ns: 0,
-    };
-    while let Some((now, event)) = queue.pop() {
-        match event {
-            Event::Dispatch { conn, sent_ns } => {
-                let record = dispatch(router, models, &mut run.modes, conn, sent_ns, now)?;
-                queue.push(record.done_ns, Event::Complete(record));
+/// What the event loop works with.
+struct Sim<'a, 'm> {
+    router: &'a Router,
+    prober: &'a SimProber,
+    models: &'a mut [BackendModel<'m>],
+    scenario: &'a Scenario,
+    opts: &'a SimOptions,
+}
+
+impl Sim<'_, '_> {
+    /// The event loop: every connection sends, gets its answer (or gives up on it), and
+    /// sends again until `opts.duration`; requests in flight then still finish.
+    fn run(&mut self) -> anyhow::Result<Run> {
+        let duration_ns = self.opts.duration.as_nanos() as u64;
+        let overhead_ns = self.opts.overhead.as_nanos() as u64;
+        let mut queue = EventQueue::with_capacity(2 * self.opts.connections);
+        for conn in 0..self.opts.connections as u32 {
+            queue.push(overhead_ns, Event::Dispatch { conn, sent_ns: 0 });
+        }
+        let mut run = Run {
+            requests: Vec::new(),
+            modes: Vec::new(),
+            end_ns: 0,
+        };
+        while let Some((now, event)) = queue.pop() {
+            match event {
+                Event::Dispatch { conn, sent_ns } => {
+                    let done = self.dispatch(&mut run.modes, conn, sent_ns, now)?;
+                    queue.push(done.record.done_ns, Event::Complete(done));
+                }
+                Event::Complete(done) => {
+                    let conn = done.record.conn;
+                    self.complete(done, now, &mut run);
+                    if now < duration_ns {
+                        let next = Event::Dispatch { conn, sent_ns: now };
+                        queue.push(now + overhead_ns, next);
+                    }
+                }
+                Event::ProbeArrives(probe) => self.probe_arrives(probe, now, &mut queue),
+                Event::ProbeAnswered(probe, result) => probe.answer(result),
             }
-            Event::Complete(record) => {
-                router.observe(Observation {
-                    backend: record.backend as usize,
-                    now_ns: now,
-                    latency_ns: now - record.dispatched_ns,
-                    status: record.exchange().observed_status(),
-                    outcome: record.outcome,
-                });
-                run.requests.push(record);
-                run.end_ns = now;
-                if now < duration_ns {
-                    queue.push(
-                        now + overhead_ns,
-                        Event::Dispatch {
-                            conn: record.conn,
-                            sent_ns: now,
-                        },
-                    );
+            if now < duration_ns {
+                self.schedule_probes(&mut queue);
+            } else {
+                // The clients have stopped: no new probes (a policy that probes from
+                // `probed` would otherwise keep the run going forever). Dropping them
+                // tells the router they were not sent.
+                drop(self.prober.take());
+            }
+        }
+        Ok(run)
+    }
+
+    /// The proxy's part at `now`: the policy chooses, the chosen backend's model serves,
+    /// and the client gives up if the answer would come after its timeout.
+    fn dispatch(
+        &mut self,
+        modes: &mut Vec<Arc<str>>,
+        conn: u32,
+        sent_ns: u64,
+        now: u64,
+    ) -> anyhow::Result<Dispatched> {
+        let choice = self.router.choose(&SimRequest::new(conn), now);
+        let n = self.models.len();
+        let model = self
+            .models
+            .get_mut(choice.backend)
+            .ok_or_else(|| anyhow!("the router chose backend {} of {n}", choice.backend))?;
+        let mut exchange = model.serve(now);
+        if let Some(patience) = self.scenario.client_timeout_ns {
+            let gives_up = sent_ns.saturating_add(patience).max(now);
+            if exchange.end_ns > gives_up {
+                exchange = Exchange {
+                    end_ns: gives_up,
+                    status: 0,
+                    outcome: Outcome::Aborted,
+                };
+            }
+        }
+        let record = SimRecord {
+            conn,
+            backend: choice.backend as u32,
+            mode: intern(modes, &choice.routing_mode),
+            status: exchange.status,
+            outcome: exchange.outcome,
+            fault: choice.fault,
+            sent_ns,
+            dispatched_ns: now,
+            done_ns: exchange.end_ns,
+        };
+        Ok(Dispatched {
+            record,
+            ticket: choice.ticket,
+            wanted: choice.response_headers,
+        })
+    }
+
+    /// The exchange ends at `now`: the policy observes it (with the load headers it asked
+    /// for, from a backend that reports them), and it is recorded.
+    fn complete(&mut self, done: Dispatched, now: u64, run: &mut Run) {
+        let record = done.record;
+        let mut headers = Vec::new();
+        if let (Some(wanted), Outcome::Response) = (&done.wanted, record.outcome) {
+            if let Some(model) = self.models.get_mut(record.backend as usize) {
+                if model.reports_load() {
+                    if let Some(load) = model.load_at(now) {
+                        headers = probes::wanted(Some(wanted), &load.headers());
+                    }
                 }
             }
         }
+        let observation = Observation {
+            now_ns: now,
+            latency_ns: now - record.dispatched_ns,
+            status: record.exchange().observed_status(),
+            outcome: record.outcome,
+            headers,
+        };
+        self.router.observe(done.ticket, observation);
+        run.requests.push(record);
+        run.end_ns = now;
     }
-    Ok(run)
+
+    /// Schedules the probes the last policy call asked for.
+    fn schedule_probes(&mut self, queue: &mut EventQueue<Event>) {
+        for probe in self.prober.take() {
+            let up = self
+                .models
+                .get_mut(probe.backend)
+                .and_then(|m| m.load_at(probe.asked_ns))
+                .is_some();
+            if up {
+                let arrives = probe.asked_ns + self.scenario.probe_rtt_ns / 2;
+                queue.push(arrives, Event::ProbeArrives(probe));
+            } else {
+                let done = probe.asked_ns + self.scenario.connect_error_ns;
+                let result = probes::refused(&probe, done);
+                queue.push(done, Event::ProbeAnswered(probe, result));
+            }
+        }
+    }
+
+    /// A probe reaches its backend at `now`: the load it reports is measured now.
+    fn probe_arrives(&mut self, probe: Probe, now: u64, queue: &mut EventQueue<Event>) {
+        let rtt = self.scenario.probe_rtt_ns;
+        let answer = self
+            .models
+            .get_mut(probe.backend)
+            .and_then(|m| probes::arrive(m, &probe, now, rtt));
+        let result = answer.unwrap_or_else(|| probes::refused(&probe, now));
+        queue.push(result.now_ns.max(now), Event::ProbeAnswered(probe, result));
+    }
 }
 
-/// The proxy's part at `now`: the policy chooses, the chosen backend's model serves.
-fn dispatch(
-    router: &Router,
-    models: &mut [BackendModel<'_>],
-    modes: &mut Vec<Arc<str>>,
-    conn: u32,
-    sent_ns: u64,
-    now: u64,
-) -> anyhow::Result<SimRecord> {
-    let choice = router.choose(&SimRequest::new(conn), now);
-    let n = models.len();
-    let model = models
-        .get_mut(choice.backend)
-        .ok_or_else(|| anyhow!("the router chose backend {} of {n}", choice.backend))?;
-    let exchange = model.serve(now);
-    Ok(SimRecord {
-        conn,
-        backend: choice.backend as u32,
-        mode: intern(modes, &choice.routing_mode),
-        status: exchange.status,
-        outcome: exchange.outcome,
-        fault: choice.fault,
-        sent_ns,
-        dispatched_ns: now,
-        done_ns: exchange.end_ns,
-    })
+/// A request on its way: its record, decided at dispatch, and what observing it needs.
+struct Dispatched {
+    record: SimRecord,
+    ticket: Ticket,
+    wanted: Option<Arc<[String]>>,
 }
 
 // === the result: label and statistics ===
@@ -418,8 +512,12 @@ fn intern(modes: &mut Vec<Arc<str>>, mode: &Arc<str>) -> u32 {
 enum Event {
     /// The proxy routes connection `conn`'s request, sent by the client at `sent_ns`.
     Dispatch { conn: u32, sent_ns: u64 },
-    /// The exchange ends (at the event's time, `record.done_ns`).
-    Complete(SimRecord),
+    /// The exchange ends (at the event's time, `record.done_ns`), or the client gives up.
+    Complete(Dispatched),
+    /// A probe reaches its backend.
+    ProbeArrives(Probe),
+    /// A probe's answer reaches the proxy.
+    ProbeAnswered(Probe, ProbeResult),
 }
 
 // === impl SimRequest ===

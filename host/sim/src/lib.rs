@@ -8,7 +8,8 @@
 //!
 //! - [`scenario`]: the TOML scenario files (`scenarios/*.toml`).
 //! - [`model`]: a backend as `backend/` behaves: latency cycles or distributions, capacity
-//!   with a FIFO queue, error rates, crashes and restarts at given times.
+//!   with a FIFO queue, error rates, crashes and restarts at given times; [`load`]: the
+//!   load it reports (`backend --report-load`); `probes`: the policy's probes as events.
 //! - `engine`: the event loop (closed-loop clients like wrk) and [`SimResult`]; `queue`: its
 //!   [`EventQueue`], ordered by (virtual time, insertion sequence).
 //! - CSV output in the proxy's log format, and the report in the study's table format
@@ -16,7 +17,9 @@
 mod csvlog;
 pub mod duration;
 mod engine;
+pub mod load;
 pub mod model;
+mod probes;
 mod queue;
 pub mod scenario;
 

@@ -11,6 +11,7 @@ use std::collections::BinaryHeap;
 
 use switchyard_runtime::Outcome;
 
+use super::load::{Load, LoadTracker};
 use super::scenario::{BackendSpec, Change, Latency, Settings, MAX_LATENCY_MS};
 use switchyard_rng as rng;
 
@@ -49,6 +50,8 @@ pub struct BackendModel<'a> {
     slots: BinaryHeap<Reverse<u64>>,
     timeout_ns: Option<u64>,
     connect_error_ns: u64,
+    /// Every accepted request's end, for load reports.
+    load: LoadTracker,
 }
 
 impl<'a> BackendModel<'a> {
@@ -67,6 +70,7 @@ impl<'a> BackendModel<'a> {
             slots: BinaryHeap::new(),
             timeout_ns,
             connect_error_ns,
+            load: LoadTracker::default(),
         };
         model.resize(0, spec.initial.capacity);
         model
@@ -111,6 +115,7 @@ impl<'a> BackendModel<'a> {
                 };
             }
         }
+        self.load.accept(now_ns, exchange.end_ns);
         if let Some(timeout) = self.timeout_ns {
             // The backend keeps working on it (its slot stays taken); only the proxy gives up.
             if exchange.end_ns - now_ns > timeout {
@@ -122,6 +127,18 @@ impl<'a> BackendModel<'a> {
             }
         }
         exchange
+    }
+
+    /// Whether responses carry load headers.
+    pub fn reports_load(&self) -> bool {
+        self.spec.report_load
+    }
+
+    /// The backend's load at `now_ns` (not before the last report's), or `None` while it
+    /// is down (a probe gets a refused connection).
+    pub fn load_at(&mut self, now_ns: u64) -> Option<Load> {
+        self.apply_changes(now_ns);
+        self.now.up.then(|| self.load.at(now_ns, self.now.capacity))
     }
 
     fn apply_changes(&mut self, now_ns: u64) {

@@ -5,12 +5,15 @@
 //! description = "B slows down tenfold at 40 s."
 //! timeout = "5s"            # optional: the proxy's upstream timeout (504 after it)
 //! connect_error = "0.1ms"   # optional: how long a refused connection takes (default 0.1ms)
+//! client_timeout = "200ms"  # optional: clients hang up on a request after this (aborted)
+//! probe_rtt = "0.1ms"       # optional: a probe's round trip to an up backend (default 0.1ms)
 //!
 //! [[backend]]
 //! id = "A"
 //! cycle_ms = [10, 15, 20, 400]   # the i-th request gets cycle_ms[i % len], like backend/
 //! error_rate = 0.01              # optional: fraction answered 500
 //! capacity = 4                   # optional: requests in service at once, the rest queue FIFO
+//! report_load = true             # optional: responses carry load headers, as backend --report-load
 //!
 //! [[backend]]
 //! id = "B"
@@ -27,6 +30,13 @@
 //! ("down": connections are refused and requests in flight are cut; "up": the backend
 //! restarts, its cycle from the first step). `replicas = N` expands one entry into N
 //! backends named `id01..idN`.
+//!
+//! Load reports and probes are modelled as `backend/` has them: with `report_load`, every
+//! response carries `endpoint-load-metrics` (ORCA TEXT), `x-prequal-rif` and
+//! `x-prequal-latency-us`, measured as the response leaves; a probe (`host.probe`) always
+//! gets them, measured when it arrives (half its round trip after it was sent), and does
+//! no work. A client that hangs up (`client_timeout`) leaves its request to the backend,
+//! which finishes it; the policy observes it as aborted at that moment.
 //!
 //! The file is checked in full before anything runs, and every error names the file and
 //! the field, because a typo in a scenario otherwise shows up as a puzzling result. Errors
@@ -47,6 +57,7 @@ pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
 /// Backends in one scenario, replicas included; far beyond any real pool.
 const MAX_BACKENDS: usize = 10_000;
 const DEFAULT_CONNECT_ERROR_NS: u64 = 100_000;
+const DEFAULT_PROBE_RTT_NS: u64 = 100_000;
 
 /// A validated scenario, times in nanoseconds of virtual time.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +68,10 @@ pub struct Scenario {
     pub timeout_ns: Option<u64>,
     /// How long a connection attempt to a dead backend takes to fail.
     pub connect_error_ns: u64,
+    /// Clients hang up on a request still unanswered after this long.
+    pub client_timeout_ns: Option<u64>,
+    /// A probe's round trip to a backend that is up.
+    pub probe_rtt_ns: u64,
     pub backends: Vec<BackendSpec>,
 }
 
@@ -70,6 +85,8 @@ pub struct BackendSpec {
     pub initial: Settings,
     /// In time order.
     pub changes: Vec<Change>,
+    /// Responses carry load headers (`backend --report-load`).
+    pub report_load: bool,
 }
 
 /// How a backend behaves between two changes.
@@ -148,6 +165,20 @@ impl Scenario {
             .map(|t| check::duration_ns(t).map_err(|m| fail("connect_error", m)))
             .transpose()?
             .unwrap_or(DEFAULT_CONNECT_ERROR_NS);
+        let client_timeout_ns = raw
+            .client_timeout
+            .as_deref()
+            .map(|t| check::duration_ns(t).map_err(|m| fail("client_timeout", m)))
+            .transpose()?;
+        if client_timeout_ns == Some(0) {
+            return Err(fail("client_timeout", "must be more than 0".into()));
+        }
+        let probe_rtt_ns = raw
+            .probe_rtt
+            .as_deref()
+            .map(|t| check::duration_ns(t).map_err(|m| fail("probe_rtt", m)))
+            .transpose()?
+            .unwrap_or(DEFAULT_PROBE_RTT_NS);
         if raw.backends.is_empty() {
             return Err(fail(
                 "backend",
@@ -181,6 +212,8 @@ impl Scenario {
             description: raw.description.unwrap_or_default().trim().to_string(),
             timeout_ns,
             connect_error_ns,
+            client_timeout_ns,
+            probe_rtt_ns,
             backends,
         })
     }

@@ -5,7 +5,8 @@
 //! whole response. So the request is only complete when the body's last frame has passed
 //! through; that is when the policy observes it, the event is logged and a persistent
 //! connection goes back to the pool. If the client disconnects first, `Drop` still logs
-//! the request (as aborted), so rows logged always equal requests proxied.
+//! the request and the policy observes it (as aborted): rows logged always equal requests
+//! proxied, and every `choose` is matched by exactly one observation (contract 0.2).
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,11 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use switchyard_runtime::{FaultKind, Observation, Outcome};
+use switchyard_runtime::{Choice, FaultKind, Observation, Outcome, Ticket};
 use tokio::time::Sleep;
 
 use super::ProxyState;
-use crate::telemetry::{EventOutcome, RequestEvent};
+use crate::telemetry::RequestEvent;
 use switchyard_upstream::{Body as UpstreamBody, BoxError, Lease};
 
 /// Everything needed to finish one request's bookkeeping.
@@ -32,53 +33,63 @@ pub struct Completion {
     pub status: u16,
     pub lease: Option<Lease>,
     pub reused: bool,
-    done: bool,
+    /// Response headers the policy asked for; `None`: copy nothing.
+    pub wanted: Option<Arc<[String]>>,
+    /// The wanted headers the response had, for the observation.
+    pub headers: Vec<(String, String)>,
+    /// Handed back to the router exactly once, in `finish`; `None` after that.
+    ticket: Option<Ticket>,
 }
 
 impl Completion {
-    pub fn new(
-        shared: Arc<ProxyState>,
-        backend: usize,
-        routing_mode: Arc<str>,
-        fault: Option<FaultKind>,
-    ) -> Self {
+    pub fn new(shared: Arc<ProxyState>, choice: Choice) -> Self {
         Completion {
             shared,
-            backend,
-            routing_mode,
-            fault,
+            backend: choice.backend,
+            routing_mode: choice.routing_mode,
+            fault: choice.fault,
             sent: Instant::now(),
             status: 0,
             lease: None,
             reused: false,
-            done: false,
+            wanted: choice.response_headers,
+            headers: Vec::new(),
+            ticket: Some(choice.ticket),
         }
     }
 
-    /// Records the request's end. `observe`: what the policy should learn, if anything
-    /// (a client that hangs up says nothing about the backend).
-    pub fn finish(&mut self, outcome: EventOutcome, observe: Option<Outcome>) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
+    /// Copies the response headers the policy asked for (only when it asked).
+    pub fn collect_headers(&mut self, headers: &http::HeaderMap) {
+        if let Some(wanted) = &self.wanted {
+            self.headers = super::headers::wanted(wanted, headers);
         }
+    }
+
+    /// Records the request's end, once: the policy observes it, the event is logged.
+    pub fn finish(&mut self, outcome: Outcome) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
         let now = Instant::now();
         let latency_ns = now.duration_since(self.sent).as_nanos() as u64;
-        if let Some(outcome) = observe {
-            self.shared.router.observe(Observation {
-                backend: self.backend,
+        self.shared.router.observe(
+            ticket,
+            Observation {
                 // The same clock reading as the latency: one read per request, not two.
                 now_ns: now.duration_since(self.shared.epoch).as_nanos() as u64,
                 latency_ns,
-                // Only a response has a status; 502/504 are ours, not the backend's.
+                // Only a response has a status; 502/504 are ours, not the backend's, and an
+                // abort's status (if any) was never relayed in full.
                 status: if outcome == Outcome::Response {
                     self.status
                 } else {
                     0
                 },
                 outcome,
-            });
-        }
-        if outcome == EventOutcome::Response {
+                headers: std::mem::take(&mut self.headers),
+            },
+        );
+        if outcome == Outcome::Response {
             if let Some(lease) = self.lease.take() {
                 lease.release();
             }
@@ -98,7 +109,7 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        self.finish(EventOutcome::Aborted, None);
+        self.finish(Outcome::Aborted);
     }
 }
 
@@ -167,17 +178,15 @@ impl Relay {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         let completion = &mut self.completion;
         match &polled {
-            Poll::Ready(None) => completion.finish(EventOutcome::Response, Some(Outcome::Response)),
+            Poll::Ready(None) => completion.finish(Outcome::Response),
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => {
-                completion.finish(EventOutcome::Response, Some(Outcome::Response))
+                completion.finish(Outcome::Response)
             }
-            Poll::Ready(Some(Err(_))) => {
-                completion.finish(EventOutcome::Broken, Some(Outcome::Broken))
-            }
+            Poll::Ready(Some(Err(_))) => completion.finish(Outcome::Broken),
             Poll::Ready(Some(Ok(_))) => {}
             Poll::Pending => {
                 if self.stall.stalled(cx) {
-                    completion.finish(EventOutcome::Timeout, Some(Outcome::Timeout));
+                    completion.finish(Outcome::Timeout);
                     return Poll::Ready(Some(Err(format!(
                         "the backend sent nothing for {:?} in the middle of the body",
                         self.stall.idle

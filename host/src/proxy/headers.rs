@@ -78,6 +78,19 @@ pub(super) fn client_ip(client: SocketAddr) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// The headers named in `names` (lower-case) that `headers` has, as text, for a policy
+/// that asked for them (`policy-info.response-headers`). Values that are not visible
+/// ASCII are left out rather than mangled. Repeated headers give their first value.
+pub(super) fn wanted(names: &[String], headers: &HeaderMap) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(name.as_str())?.to_str().ok()?;
+            Some((name.clone(), value.to_string()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

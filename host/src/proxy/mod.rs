@@ -2,6 +2,7 @@
 //! relays the exchange through the upstream connections, and reports what happened.
 mod body;
 mod headers;
+mod probe;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,8 +19,9 @@ use tokio::net::TcpListener;
 
 use body::Completion;
 pub use body::ProxyBody;
+pub use probe::HttpProber;
 
-use crate::telemetry::{EventOutcome, EventSink};
+use crate::telemetry::EventSink;
 use switchyard_upstream::{UpstreamError, Upstreams};
 
 /// What every request handler shares.
@@ -118,6 +120,8 @@ async fn handle(
     let backend = choice.backend;
     let Some(up) = shared.upstreams.get(backend) else {
         // The router only answers indexes of the backend list the upstreams were built from.
+        // Observed and logged all the same: every choice is.
+        Completion::new(shared.clone(), choice).finish(Outcome::Broken);
         return Ok(local(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no such backend\n".into(),
@@ -136,18 +140,20 @@ async fn handle(
     }
     headers::to_upstream(req.headers_mut(), &client_ip, &up.authority);
 
-    let mut completion =
-        Completion::new(shared.clone(), backend, choice.routing_mode, choice.fault);
+    // No `.await` since `choose`: the choice reaches its completion, which observes and
+    // logs the request however it ends (dropped unfinished: aborted).
+    let mut completion = Completion::new(shared.clone(), choice);
     match shared.upstreams.send(backend, req).await {
         Ok((mut resp, lease)) => {
             completion.status = resp.status().as_u16();
             completion.reused = lease.reused();
             completion.lease = Some(lease);
+            completion.collect_headers(resp.headers());
             headers::strip_hop_by_hop(resp.headers_mut());
             let (parts, inner) = resp.into_parts();
             let body = if http_body::Body::is_end_stream(&inner) {
                 // Nothing will poll an empty body; the exchange is complete now.
-                completion.finish(EventOutcome::Response, Some(Outcome::Response));
+                completion.finish(Outcome::Response);
                 ProxyBody::local(String::new())
             } else {
                 ProxyBody::relay(inner, completion, shared.upstreams.body_timeout())
@@ -155,25 +161,13 @@ async fn handle(
             Ok(Response::from_parts(parts, body))
         }
         Err(e) => {
-            let (status, outcome, observed) = match &e {
-                UpstreamError::Connect(_) => (
-                    StatusCode::BAD_GATEWAY,
-                    EventOutcome::ConnectError,
-                    Outcome::ConnectError,
-                ),
-                UpstreamError::Timeout(_) => (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    EventOutcome::Timeout,
-                    Outcome::Timeout,
-                ),
-                UpstreamError::Broken(_) => (
-                    StatusCode::BAD_GATEWAY,
-                    EventOutcome::Broken,
-                    Outcome::Broken,
-                ),
+            let (status, outcome) = match &e {
+                UpstreamError::Connect(_) => (StatusCode::BAD_GATEWAY, Outcome::ConnectError),
+                UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::Timeout),
+                UpstreamError::Broken(_) => (StatusCode::BAD_GATEWAY, Outcome::Broken),
             };
             completion.status = status.as_u16();
-            completion.finish(outcome, Some(observed));
+            completion.finish(outcome);
             let id = shared
                 .router
                 .backends()

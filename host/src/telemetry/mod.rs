@@ -18,30 +18,9 @@ pub use stats::{
     LATENCY_BUCKETS_NS,
 };
 
-/// How a request ended, from the client's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventOutcome {
-    /// The backend's response was relayed in full.
-    Response,
-    ConnectError,
-    Timeout,
-    /// The backend connection broke mid-exchange.
-    Broken,
-    /// The client went away before the response was complete.
-    Aborted,
-}
-
-impl EventOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventOutcome::Response => "response",
-            EventOutcome::ConnectError => "connect_error",
-            EventOutcome::Timeout => "timeout",
-            EventOutcome::Broken => "broken",
-            EventOutcome::Aborted => "aborted",
-        }
-    }
-}
+/// How a request ended: the runtime's [`Outcome`](switchyard_runtime::Outcome), the same
+/// value the policy observes (contract 0.2 observes aborts too).
+pub use switchyard_runtime::Outcome;
 
 /// One proxied request.
 #[derive(Debug, Clone)]
@@ -51,7 +30,7 @@ pub struct RequestEvent {
     pub latency_ns: u64,
     /// Status sent to the client (502/504 for upstream failures).
     pub status: u16,
-    pub outcome: EventOutcome,
+    pub outcome: Outcome,
     /// The policy's name, or the host's fallback.
     pub routing_mode: Arc<str>,
     pub fault: Option<FaultKind>,

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use switchyard_report::log;
 
-use super::{EventOutcome, RequestEvent};
+use super::{Outcome, RequestEvent};
 
 /// Seconds of history kept.
 pub const HISTORY_SECS: usize = 600;
@@ -236,7 +236,7 @@ pub struct Recent {
     pub backend: usize,
     pub latency_ms: f64,
     pub status: u16,
-    pub outcome: EventOutcome,
+    pub outcome: Outcome,
     pub routing_mode: Arc<str>,
 }
 

@@ -6,9 +6,11 @@
 //! and run by `just test` (`-- --ignored dashboard_`).
 mod common;
 
+mod aborts;
 mod admin;
 mod analyze;
 mod cli;
+mod contract;
 mod h2c;
 mod proxy;
 mod reload;

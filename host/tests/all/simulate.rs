@@ -573,3 +573,110 @@ fn matrix() {
         }
     }
 }
+
+/// Clients that give up (`client_timeout`) are observed as aborts; peak-ewma, which reads
+/// the host's in-flight count (contract 0.2), returns to the backend they abandoned once it
+/// is fast again. (Under 0.1 each abort stayed in its own count for good.)
+#[test]
+fn aborted_requests_are_observed_and_peak_ewma_returns_to_the_abandoned_backend() {
+    let scenario = Scenario::parse(
+        r#"
+        client_timeout = "50ms"
+        [[backend]]
+        id = "A"
+        latency = { dist = "constant", ms = 2 }
+        [[backend]]
+        id = "B"
+        latency = { dist = "constant", ms = 200 }
+        [[backend.change]]
+        at = "3s"
+        latency = { dist = "constant", ms = 2 }
+        "#,
+        "abandoned.toml",
+    )
+    .unwrap();
+    let opts = SimOptions {
+        connections: 10,
+        duration: Duration::from_secs(10),
+        policy_args: vec![("decay-ms".into(), "300".into())],
+        ..SimOptions::default()
+    };
+    let r = simulate(policy("peak-ewma"), &scenario, &opts).unwrap();
+    assert_nothing_lost(&r, 10, 10 * S);
+    let aborted: Vec<_> = r
+        .requests
+        .iter()
+        .filter(|x| x.outcome == Outcome::Aborted)
+        .collect();
+    assert!(!aborted.is_empty(), "B's slow requests were abandoned");
+    assert!(aborted
+        .iter()
+        .all(|x| x.backend == 1 && x.latency_ns() == 50_000_000 && x.status == 0));
+    let late = window(&r, 6, 10);
+    let share = share_of(&late, 1);
+    assert!(
+        share >= 0.3,
+        "B recovered at 3 s: {:.1} % of the last 4 s",
+        100.0 * share
+    );
+}
+
+/// Load reports and probes, in virtual time: the `ledger` fixture asks for a response
+/// header and probes every backend on every request; the host's gate lets one probe per
+/// backend per 10 ms through, answered one `probe_rtt` later with the backend's load.
+#[test]
+fn load_reports_and_probes_reach_the_policy_within_the_hosts_bounds() {
+    let scenario = Scenario::parse(
+        r#"
+        probe_rtt = "1ms"
+        [[backend]]
+        id = "A"
+        latency = { dist = "constant", ms = 5 }
+        capacity = 4
+        report_load = true
+        [[backend]]
+        id = "B"
+        latency = { dist = "constant", ms = 5 }
+        "#,
+        "reports.toml",
+    )
+    .unwrap();
+    let opts = SimOptions {
+        connections: 8,
+        duration: Duration::from_secs(2),
+        ..SimOptions::default()
+    };
+    let ledger = runtime()
+        .load(&root().join("policies/fixtures/wasm/ledger.wasm"))
+        .expect("run `just build-fixtures`");
+    let r = simulate(ledger.clone(), &scenario, &opts).unwrap();
+    let books: Vec<f64> = r
+        .scores
+        .as_ref()
+        .unwrap()
+        .values
+        .iter()
+        .map(|s| s.1)
+        .collect();
+    let (own, with_header, probes_ok) = (
+        [books[0], books[3]],
+        [books[1], books[4]],
+        [books[2], books[5]],
+    );
+    assert_eq!(own, [0.0, 0.0], "every request it chose was observed once");
+    let to_a = count_to(&r.requests, 0) as f64;
+    assert_eq!(with_header, [to_a, 0.0], "only A reports load on responses");
+    for (i, &n) in probes_ok.iter().enumerate() {
+        // 2 s at one probe per 10 ms; every probe gets the headers, reporting or not.
+        assert!(
+            (150.0..=201.0).contains(&n),
+            "backend {i}: {n} probes answered"
+        );
+    }
+    let again = simulate(ledger, &scenario, &opts).unwrap();
+    assert_eq!(
+        (again.requests, again.scores),
+        (r.requests, r.scores),
+        "deterministic"
+    );
+}

@@ -8,6 +8,7 @@ mod h2c;
 mod lease;
 mod oneshot;
 mod pool;
+mod probe;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ use tokio::net::TcpStream;
 
 pub use body::{Body, BoxError};
 pub use lease::Lease;
+pub use probe::{ProbeResponse, PROBE_BODY_LIMIT};
 
 /// How upstream connections are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

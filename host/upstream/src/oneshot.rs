@@ -34,10 +34,10 @@ pub(super) async fn send(
 }
 
 /// A connection that answers the backend's close with a reset when it is shut down.
-pub(super) struct Abortive(TcpStream);
+pub(crate) struct Abortive(TcpStream);
 
 impl Abortive {
-    pub(super) fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         Abortive(stream)
     }
 }

@@ -8,7 +8,9 @@ use common::Probes;
 
 wit_bindgen::generate!({ path: "../../wit", world: "router" });
 
-use exports::switchyard::policy::policy::{Guest, Observation, PolicyInfo, Request, Score, Setup};
+use exports::switchyard::policy::policy::{
+    Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
+};
 use switchyard::policy::types::{Outcome, RequestFields};
 
 #[derive(Default)]
@@ -22,6 +24,15 @@ struct State {
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::default();
+}
+
+/// The study's failure rule (connect error, timeout, broken, 5xx), and contract 0.2's aborts.
+fn ended(o: &Observation) -> common::Ended {
+    match o.outcome {
+        Outcome::Aborted => common::Ended::Aborted,
+        Outcome::Response if o.status < 500 => common::Ended::Ok,
+        _ => common::Ended::Failed,
+    }
 }
 
 struct Ewma;
@@ -47,6 +58,8 @@ impl Guest for Ewma {
             score_label: "ewma".into(),
             fields: RequestFields::empty(),
             headers: Vec::new(),
+            response_headers: Vec::new(),
+            probe_path: None,
         })
     }
 
@@ -62,9 +75,9 @@ impl Guest for Ewma {
             let Some(score) = s.ewma.get_mut(i) else {
                 return;
             };
-            let ms = o.latency_ns as f64 / 1e6;
-            let failed = o.outcome != Outcome::Response || o.status >= 500;
-            let sample = if failed { ms.max(penalty) } else { ms };
+            let Some(sample) = common::sample_ms(ended(&o), o.latency_ns, penalty, *score) else {
+                return;
+            };
             *score = Some(match *score {
                 None => sample,
                 Some(prev) => alpha * sample + (1.0 - alpha) * prev,
@@ -72,6 +85,8 @@ impl Guest for Ewma {
             s.probes.record(i);
         })
     }
+
+    fn probed(_answer: ProbeResult) {}
 
     fn scores() -> Vec<Score> {
         STATE.with_borrow(|s| {

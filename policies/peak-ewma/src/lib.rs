@@ -9,13 +9,23 @@
 //! looked fastest a moment ago; random pairs avoid the herd. A backend that fails is
 //! ejected for `eject-ms` (default 1 s) times its failures in a row, as Envoy's outlier
 //! detection does, then probed again.
+//!
+//! Requests in flight come from the host (`host.in-flight`, contract 0.2), which counts
+//! every request exactly, whoever chose it and however it ended. Under 0.1 this policy
+//! counted them itself, and a request the client abandoned was never observed: each abort
+//! stayed in the count for good, so the slow backends clients give up on stayed penalised
+//! after they recovered. An abort now tells the cost what it does tell: the backend had not
+//! answered after that long (a lower bound, applied only when it raises the cost).
 use std::cell::RefCell;
 
 use common::Rng;
 
 wit_bindgen::generate!({ path: "../../wit", world: "router" });
 
-use exports::switchyard::policy::policy::{Guest, Observation, PolicyInfo, Request, Score, Setup};
+use exports::switchyard::policy::policy::{
+    Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
+};
+use switchyard::policy::host;
 use switchyard::policy::types::{Outcome, RequestFields};
 
 #[derive(Clone, Copy, Default)]
@@ -23,7 +33,6 @@ struct Backend {
     /// Nanoseconds.
     cost: f64,
     stamp_ns: u64,
-    in_flight: u32,
     /// Failures in a row, and until when the backend is ejected because of them.
     failures: u32,
     ejected_until_ns: u64,
@@ -55,7 +64,7 @@ impl State {
         if now_ns < b.ejected_until_ns {
             return f64::INFINITY;
         }
-        self.cost(i, now_ns) * f64::from(b.in_flight + 1)
+        self.cost(i, now_ns) * (f64::from(host::in_flight(i as u32)) + 1.0)
     }
 }
 
@@ -91,7 +100,6 @@ impl Guest for PeakEwma {
                     Backend {
                         cost: default_rtt_ms * 1e6,
                         stamp_ns: setup.now_ns,
-                        in_flight: 0,
                         failures: 0,
                         ejected_until_ns: 0,
                     };
@@ -105,6 +113,8 @@ impl Guest for PeakEwma {
             score_label: "peak-ewma".into(),
             fields: RequestFields::empty(),
             headers: Vec::new(),
+            response_headers: Vec::new(),
+            probe_path: None,
         })
     }
 
@@ -123,7 +133,6 @@ impl Guest for PeakEwma {
             } else {
                 a
             };
-            s.backends[pick].in_flight += 1;
             pick as u32
         })
     }
@@ -132,6 +141,15 @@ impl Guest for PeakEwma {
         STATE.with_borrow_mut(|s| {
             let i = o.backend as usize;
             if i >= s.backends.len() {
+                return;
+            }
+            if o.outcome == Outcome::Aborted {
+                // A lower bound on the RTT: it can only raise the cost (as a peak).
+                let b = &mut s.backends[i];
+                if o.latency_ns as f64 > b.cost {
+                    b.cost = o.latency_ns as f64;
+                    b.stamp_ns = b.stamp_ns.max(o.now_ns);
+                }
                 return;
             }
             let failed = o.outcome != Outcome::Response || o.status >= 500;
@@ -149,7 +167,6 @@ impl Guest for PeakEwma {
                 b.cost * w + rtt * (1.0 - w)
             };
             b.stamp_ns = b.stamp_ns.max(o.now_ns);
-            b.in_flight = b.in_flight.saturating_sub(1);
             if failed {
                 // Eject for longer the longer it keeps failing (capped at 30 s), then let
                 // one request probe it again.
@@ -162,6 +179,8 @@ impl Guest for PeakEwma {
             }
         })
     }
+
+    fn probed(_answer: ProbeResult) {}
 
     fn scores() -> Vec<Score> {
         STATE.with_borrow(|s| {

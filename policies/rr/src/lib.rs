@@ -4,7 +4,9 @@ use std::cell::RefCell;
 
 wit_bindgen::generate!({ path: "../../wit", world: "router" });
 
-use exports::switchyard::policy::policy::{Guest, Observation, PolicyInfo, Request, Score, Setup};
+use exports::switchyard::policy::policy::{
+    Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
+};
 use switchyard::policy::types::RequestFields;
 
 #[derive(Default)]
@@ -46,6 +48,8 @@ impl Guest for RoundRobin {
             score_label: String::new(),
             fields: RequestFields::empty(),
             headers: Vec::new(),
+            response_headers: Vec::new(),
+            probe_path: None,
         })
     }
 
@@ -70,6 +74,8 @@ impl Guest for RoundRobin {
     }
 
     fn observe(_observation: Observation) {}
+
+    fn probed(_answer: ProbeResult) {}
 
     fn scores() -> Vec<Score> {
         Vec::new()

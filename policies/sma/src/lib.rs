@@ -9,7 +9,9 @@ use common::Probes;
 
 wit_bindgen::generate!({ path: "../../wit", world: "router" });
 
-use exports::switchyard::policy::policy::{Guest, Observation, PolicyInfo, Request, Score, Setup};
+use exports::switchyard::policy::policy::{
+    Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
+};
 use switchyard::policy::types::{Outcome, RequestFields};
 
 #[derive(Default)]
@@ -24,6 +26,15 @@ struct State {
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::default();
+}
+
+/// The study's failure rule (connect error, timeout, broken, 5xx), and contract 0.2's aborts.
+fn ended(o: &Observation) -> common::Ended {
+    match o.outcome {
+        Outcome::Aborted => common::Ended::Aborted,
+        Outcome::Response if o.status < 500 => common::Ended::Ok,
+        _ => common::Ended::Failed,
+    }
 }
 
 struct Sma;
@@ -50,6 +61,8 @@ impl Guest for Sma {
             score_label: "sma".into(),
             fields: RequestFields::empty(),
             headers: Vec::new(),
+            response_headers: Vec::new(),
+            probe_path: None,
         })
     }
 
@@ -63,9 +76,10 @@ impl Guest for Sma {
             let Some(window) = s.samples.get_mut(i) else {
                 return;
             };
-            let ms = o.latency_ns as f64 / 1e6;
-            let failed = o.outcome != Outcome::Response || o.status >= 500;
-            let sample = if failed { ms.max(s.penalty_ms) } else { ms };
+            let Some(sample) = common::sample_ms(ended(&o), o.latency_ns, s.penalty_ms, s.means[i])
+            else {
+                return;
+            };
             if window.len() == s.window {
                 window.pop_front();
             }
@@ -74,6 +88,8 @@ impl Guest for Sma {
             s.probes.record(i);
         })
     }
+
+    fn probed(_answer: ProbeResult) {}
 
     fn scores() -> Vec<Score> {
         STATE.with_borrow(|s| {

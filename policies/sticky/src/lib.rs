@@ -5,7 +5,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 wit_bindgen::generate!({ path: "../../wit", world: "router" });
 
-use exports::switchyard::policy::policy::{Guest, Observation, PolicyInfo, Request, Score, Setup};
+use exports::switchyard::policy::policy::{
+    Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
+};
 use switchyard::policy::types::RequestFields;
 
 thread_local!(static BACKENDS: Cell<u32> = const { Cell::new(1) });
@@ -20,6 +22,8 @@ impl Guest for Sticky {
             score_label: String::new(),
             fields: RequestFields::CLIENT,
             headers: vec!["x-user-id".into()],
+            response_headers: Vec::new(),
+            probe_path: None,
         })
     }
     fn choose(req: Request) -> u32 {
@@ -36,6 +40,8 @@ impl Guest for Sticky {
         (h.finish() % u64::from(BACKENDS.get())) as u32
     }
     fn observe(_: Observation) {}
+    fn probed(_answer: ProbeResult) {}
+
     fn scores() -> Vec<Score> {
         Vec::new()
     }

@@ -3,16 +3,22 @@
 //! Every call runs under the epoch deadline and the memory cap; anything that goes wrong
 //! comes back as a [`Fault`], never a panic. After a fault the instance must not be called
 //! again (its state may be half-updated): the router replaces it.
+//!
+//! The instance speaks whichever contract its component was built against; the
+//! conversions to each version's records are in [`v01`] and [`v02`].
+mod v01;
+mod v02;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::{Store, Trap};
 
-use crate::bindings::{
-    RequestFields, Router as Bindings, WitBackend, WitObservation, WitOutcome, WitRequest, WitSetup,
-};
-use crate::component::{LoadError, PolicyComponent};
+use crate::bindings;
+use crate::component::{LoadError, PolicyComponent, Pre};
+use crate::loads::BackendLoads;
 use crate::sandbox::StoreState;
-use crate::types::{Backend, FaultKind, Limits, Observation, Outcome, RequestView};
+use crate::types::{Backend, FaultKind, Limits, Observation, Origin, ProbeResult, RequestView};
 
 /// What the router hands a new instance: the same for every instance of a router.
 #[derive(Debug, Clone)]
@@ -41,84 +47,134 @@ pub struct PolicyInfo {
     pub name: Arc<str>,
     /// What its scores mean (e.g. "ewma"); empty when it keeps none.
     pub score_label: String,
-    fields: RequestFields,
+    /// Response headers `observe` and `probed` want (lower-case); `None`: none. An `Arc`,
+    /// so that each request's [`Choice`](crate::Choice) carries it for a reference count.
+    pub response_headers: Option<Arc<[String]>>,
+    /// Where `host.probe` sends its GET; `None`: the policy does not probe.
+    pub probe_path: Option<Arc<str>>,
+    fields: Fields,
     /// Header names the policy reads, lower-cased.
     headers: Vec<String>,
+}
+
+/// The request fields a policy asked for, whatever its contract version.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fields {
+    method: bool,
+    path: bool,
+    authority: bool,
+    client: bool,
+}
+
+/// The parts of a request both contract versions share, filled in only where asked.
+struct RequestParts {
+    method: Option<String>,
+    path: Option<String>,
+    authority: Option<String>,
+    client: Option<String>,
+    headers: Option<Vec<(String, String)>>,
+}
+
+/// An observation on its way to an instance: the exchange, and who chose it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delivery<'a> {
+    pub(crate) backend: usize,
+    pub(crate) attempt: u32,
+    pub(crate) origin: Origin,
+    pub(crate) obs: &'a Observation,
+}
+
+/// The component's exports, in the contract version it was built against.
+enum Api {
+    V01(bindings::v01::Router),
+    V02(bindings::v02::Router),
 }
 
 /// One configured instance of a policy, in its own store. Not thread-safe by itself: the
 /// [`Router`](crate::Router) keeps it behind a mutex.
 pub struct PolicyInstance {
     store: Store<StoreState>,
-    bindings: Bindings,
+    api: Api,
     info: PolicyInfo,
     backends: usize,
+    /// Unique within its router (never [`Ticket::HOST`](crate::Ticket)), so that an
+    /// observation can say whether this instance chose the request.
+    id: u64,
 }
 
 impl PolicyInstance {
-    /// Instantiates and configures `component`. Slow (microseconds to milliseconds): never
-    /// on the request path.
+    /// Instantiates and configures `component`, on its own: `host.in-flight` reads zeros
+    /// and `host.probe` refuses. Slow (microseconds to milliseconds): never on the
+    /// request path. Routers use the crate's `with_host`.
     pub fn new(
         component: &PolicyComponent,
         setup: &Setup,
         limits: Limits,
         now_ns: u64,
     ) -> Result<Self, LoadError> {
-        let engine = component.pre.instance_pre().engine();
-        let mut store = Store::new(
-            engine,
-            StoreState::new(component.label(), setup.seed, limits),
-        );
+        let loads = Arc::new(BackendLoads::new(setup.backends.len(), Duration::ZERO));
+        Self::with_host(component, setup, limits, now_ns, loads, u64::MAX)
+    }
+
+    /// Like [`PolicyInstance::new`], sharing a router's per-backend `loads`, as instance `id`.
+    pub(crate) fn with_host(
+        component: &PolicyComponent,
+        setup: &Setup,
+        limits: Limits,
+        now_ns: u64,
+        loads: Arc<BackendLoads>,
+        id: u64,
+    ) -> Result<Self, LoadError> {
+        let engine = match &component.pre {
+            Pre::V01(pre) => pre.instance_pre().engine(),
+            Pre::V02(pre) => pre.instance_pre().engine(),
+        };
+        let state = StoreState::new(component.label(), setup.seed, limits, loads);
+        let mut store = Store::new(engine, state);
         store.limiter(|s| s.limiter());
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_deadline()));
         // Instantiation and the first call may do one-time work; give them more room.
         let setup_ticks = store.data_mut().arm_setup_deadline();
         store.set_epoch_deadline(setup_ticks);
+        store.data_mut().set_now(now_ns);
         let faulted = |stage: &'static str, e: wasmtime::Error| LoadError::Faulted {
             path: component.path().to_path_buf(),
             stage,
             reason: first_line(&e),
         };
-        let bindings = component
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| faulted("instantiation", e))?;
-        let wit_setup = WitSetup {
-            backends: setup
-                .backends
-                .iter()
-                .map(|b| WitBackend {
-                    id: b.id.clone(),
-                    url: b.url.clone(),
-                    weight: b.weight,
-                })
-                .collect(),
-            config: setup.config.clone(),
-            seed: setup.seed,
-            now_ns,
+        let rejected = |message| LoadError::Rejected {
+            path: component.path().to_path_buf(),
+            message,
         };
-        let info = bindings
-            .switchyard_policy_policy()
-            .call_configure(&mut store, &wit_setup)
-            .map_err(|e| faulted("configure", e))?
-            .map_err(|message| LoadError::Rejected {
-                path: component.path().to_path_buf(),
-                message,
-            })?;
+        let (api, info) = match &component.pre {
+            Pre::V01(pre) => {
+                let api = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| faulted("instantiation", e))?;
+                let info = v01::configure(&api, &mut store, setup, now_ns)
+                    .map_err(|e| faulted("configure", e))?
+                    .map_err(rejected)?;
+                (Api::V01(api), info)
+            }
+            Pre::V02(pre) => {
+                let api = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| faulted("instantiation", e))?;
+                let info = v02::configure(&api, &mut store, setup, now_ns)
+                    .map_err(|e| faulted("configure", e))?
+                    .map_err(rejected)?;
+                (Api::V02(api), info)
+            }
+        };
+        if info.probe_path.is_some() {
+            store.data_mut().allow_probes();
+        }
         Ok(PolicyInstance {
             store,
-            bindings,
-            info: PolicyInfo {
-                name: Arc::from(info.name.as_str()),
-                score_label: info.score_label,
-                fields: info.fields,
-                headers: info
-                    .headers
-                    .into_iter()
-                    .map(|h| h.to_ascii_lowercase())
-                    .collect(),
-            },
+            api,
+            info,
             backends: setup.backends.len(),
+            id,
         })
     }
 
@@ -127,15 +183,20 @@ impl PolicyInstance {
         &self.info
     }
 
+    /// The instance's id within its router.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Asks the policy for the backend of one request (an index into the setup's
     /// backends; an index out of range is a [`FaultKind::BadIndex`] fault).
     pub fn choose(&mut self, req: &dyn RequestView, now_ns: u64) -> Result<usize, Fault> {
-        let request = self.request(req, now_ns);
-        self.arm();
-        let answer = self
-            .bindings
-            .switchyard_policy_policy()
-            .call_choose(&mut self.store, &request);
+        let parts = self.parts(req);
+        self.arm(now_ns);
+        let answer = match &self.api {
+            Api::V01(api) => v01::choose(api, &mut self.store, parts, now_ns),
+            Api::V02(api) => v02::choose(api, &mut self.store, parts, req, now_ns),
+        };
         match answer {
             Ok(i) if (i as usize) < self.backends => Ok(i as usize),
             Ok(i) => Err(Fault {
@@ -149,54 +210,70 @@ impl PolicyInstance {
         }
     }
 
-    /// Reports a finished exchange to the policy.
-    pub fn observe(&mut self, o: &Observation) -> Result<(), Fault> {
-        let obs = WitObservation {
-            backend: o.backend as u32,
-            now_ns: o.now_ns,
-            latency_ns: o.latency_ns,
-            status: o.status,
-            outcome: match o.outcome {
-                Outcome::Response => WitOutcome::Response,
-                Outcome::ConnectError => WitOutcome::ConnectError,
-                Outcome::Timeout => WitOutcome::Timeout,
-                Outcome::Broken => WitOutcome::Broken,
-            },
+    /// Reports a finished exchange with `backend`, as one this instance chose on a first
+    /// attempt (for callers that drive an instance without a router: benchmarks, tests).
+    pub fn observe(&mut self, backend: usize, o: &Observation) -> Result<(), Fault> {
+        self.deliver(Delivery {
+            backend,
+            attempt: 1,
+            origin: Origin::Chosen,
+            obs: o,
+        })
+    }
+
+    /// Reports a finished exchange to the policy. A 0.1 policy is not told of aborts (as
+    /// its contract says), nor of the origin or the attempt.
+    pub(crate) fn deliver(&mut self, d: Delivery<'_>) -> Result<(), Fault> {
+        self.arm(d.obs.now_ns);
+        let result = match &self.api {
+            Api::V01(api) => v01::observe(api, &mut self.store, d),
+            Api::V02(api) => v02::observe(api, &mut self.store, d),
         };
-        self.arm();
-        self.bindings
-            .switchyard_policy_policy()
-            .call_observe(&mut self.store, obs)
-            .map_err(|e| self.fault(e))
+        result.map_err(|e| self.fault(e))
+    }
+
+    /// Delivers a probe's answer (0.2 only: a 0.1 policy cannot have asked).
+    pub(crate) fn probed(&mut self, backend: usize, r: &ProbeResult) -> Result<(), Fault> {
+        self.arm(r.now_ns);
+        let result = match &self.api {
+            Api::V01(_) => Ok(()),
+            Api::V02(api) => v02::probed(api, &mut self.store, backend, r),
+        };
+        result.map_err(|e| self.fault(e))
     }
 
     /// The policy's per-backend scores, as (backend index, value); entries naming no
     /// backend are dropped.
     pub fn scores(&mut self) -> Result<Vec<(usize, f64)>, Fault> {
-        self.arm();
-        let scores = self
-            .bindings
-            .switchyard_policy_policy()
-            .call_scores(&mut self.store)
-            .map_err(|e| self.fault(e))?;
+        self.arm(0);
+        let scores = match &self.api {
+            Api::V01(api) => v01::scores(api, &mut self.store),
+            Api::V02(api) => v02::scores(api, &mut self.store),
+        }
+        .map_err(|e| self.fault(e))?;
         Ok(scores
             .into_iter()
-            .filter(|s| (s.backend as usize) < self.backends)
-            .map(|s| (s.backend as usize, s.value))
+            .filter(|&(b, _)| (b as usize) < self.backends)
+            .map(|(b, v)| (b as usize, v))
             .collect())
     }
 
-    /// Builds the request record with only the fields the policy asked for. The common case
-    /// (none) allocates nothing here and makes no allocation call into the policy.
-    fn request(&self, req: &dyn RequestView, now_ns: u64) -> WitRequest {
+    /// The backends whose probes the policy asked for, and the host's gate accepted,
+    /// since the last call of this; the router must send or release each.
+    pub(crate) fn take_probes(&mut self) -> Vec<u32> {
+        self.store.data_mut().take_probes()
+    }
+
+    /// The request's fields the policy asked for. The common case (none) allocates
+    /// nothing here and makes no allocation call into the policy.
+    fn parts(&self, req: &dyn RequestView) -> RequestParts {
         let f = self.info.fields;
-        let want = |field: RequestFields| f.contains(field);
-        WitRequest {
-            now_ns,
-            method: want(RequestFields::METHOD).then(|| req.method().to_string()),
-            path: want(RequestFields::PATH).then(|| req.path_and_query().to_string()),
-            authority: want(RequestFields::AUTHORITY).then(|| req.authority().to_string()),
-            client: want(RequestFields::CLIENT)
+        RequestParts {
+            method: f.method.then(|| req.method().to_string()),
+            path: f.path.then(|| req.path_and_query().to_string()),
+            authority: f.authority.then(|| req.authority().to_string()),
+            client: f
+                .client
                 .then(|| req.client().map(|a| a.to_string()).unwrap_or_default()),
             headers: (!self.info.headers.is_empty()).then(|| {
                 self.info
@@ -208,9 +285,11 @@ impl PolicyInstance {
         }
     }
 
-    /// Starts the CPU deadline for one call.
-    fn arm(&mut self) {
-        let ticks = self.store.data_mut().arm_deadline();
+    /// Starts the CPU deadline for one call at `now_ns`.
+    fn arm(&mut self, now_ns: u64) {
+        let state = self.store.data_mut();
+        state.set_now(now_ns);
+        let ticks = state.arm_deadline();
         self.store.set_epoch_deadline(ticks);
     }
 
@@ -226,6 +305,11 @@ impl PolicyInstance {
             detail: first_line(&e),
         }
     }
+}
+
+/// Lower-cases the header names a policy gave, for lookups.
+fn lower(names: Vec<String>) -> Vec<String> {
+    names.into_iter().map(|h| h.to_ascii_lowercase()).collect()
 }
 
 /// The root cause (e.g. "wasm trap: interrupt", "unknown import: ..."), without the wasm

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 use std::time::Duration;
 
+use super::swap::Warmth;
 use super::{Rebuild, Router, RouterState};
 use crate::instance::Fault;
 
@@ -93,7 +94,7 @@ impl Router {
         let Some(component) = self.inner.lock().active.component.clone() else {
             return;
         };
-        let built = self.warm_instance(&component, now_ns);
+        let built = self.warm_instance(&component, now_ns, Warmth::Live);
         let mut st = self.inner.lock();
         if st.active.generation != generation || st.active.disabled {
             return;
@@ -101,7 +102,11 @@ impl Router {
         match built {
             Ok(mut warm) => {
                 let missed = st.replay.since(warm.seen);
-                let caught_up = missed.iter().all(|o| warm.instance.observe(o).is_ok());
+                let caught_up = missed.iter().all(|o| {
+                    let ok = warm.instance.deliver(o.replayed()).is_ok();
+                    self.release(warm.instance.take_probes());
+                    ok
+                });
                 if caught_up {
                     st.active.instance = Some(warm.instance);
                     self.inner.counters.rebuilds.fetch_add(1, Ordering::Relaxed);

@@ -26,6 +26,10 @@ pub struct Counters {
     pub rebuilds: AtomicU64,
     /// Times the breaker disabled the policy.
     pub breaker_trips: AtomicU64,
+    /// Probes the policy asked for that the host sent.
+    pub probes_sent: AtomicU64,
+    /// Probe answers delivered back (a probe may also time out: that is an answer too).
+    pub probes_answered: AtomicU64,
     /// Nanoseconds spent in the timed `choose` + `observe` calls: one call in
     /// `TIMING_SAMPLE` is timed, since reading the clock twice per call would cost a
     /// third of the call itself.

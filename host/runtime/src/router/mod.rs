@@ -8,29 +8,38 @@
 //! One mutex guards the instance: a call costs well under a microsecond, so a lock held
 //! for its duration is cheaper than any cross-thread hand-off would be.
 //!
+//! Every routed request holds a [`Ticket`] from `choose` until `observe`: the router counts
+//! it in flight against its backend for that long (atomics, no lock), and tells the policy
+//! who chose it, so that each `choose` is matched by exactly one observation whatever
+//! happened in between (a swap, a fault rebuild, the client hanging up).
+//!
 //! Files: the counters ([`counters`]), the options ([`options`]), the breaker and the
 //! replacement of a faulted instance ([`breaker`]), swaps with their rehearsal and warm
-//! start ([`swap`]), and the ring of recent observations they replay ([`replay`]).
+//! start ([`swap`]), the ring of recent observations they replay ([`replay`]), and the
+//! probes policies ask for ([`probes`]).
 mod breaker;
 mod counters;
 mod options;
+mod probes;
 mod replay;
-mod swap;
+pub(crate) mod swap;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use crate::component::{LoadError, PolicyComponent};
-use crate::instance::{PolicyInstance, Setup};
-use crate::types::{Backend, FaultKind, Observation, RequestView, Scores};
+use crate::instance::{Delivery, PolicyInstance, Setup};
+use crate::loads::BackendLoads;
+use crate::types::{Backend, FaultKind, Observation, Origin, Prober, RequestView, Scores, Ticket};
 
 use breaker::FaultWindow;
-use replay::Replay;
+use replay::{Recorded, Replay};
 
 pub use counters::{Counters, TIMING_SAMPLE};
 pub use options::{Rebuild, RouterOptions};
+pub(crate) use probes::ProbeReply;
 pub use swap::SwapReport;
 
 /// The `routing_mode` of requests the host routed itself.
@@ -39,7 +48,7 @@ pub const FALLBACK_NAME: &str = "host-round-robin";
 pub const BUILTIN_NAME: &str = "native-round-robin";
 
 /// The answer for one request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Choice {
     /// Index of the chosen backend in [`Router::backends`].
     pub backend: usize,
@@ -47,6 +56,11 @@ pub struct Choice {
     pub routing_mode: Arc<str>,
     /// Set when this very call faulted.
     pub fault: Option<FaultKind>,
+    /// Response headers the policy wants in the observation (lower-case names); `None`
+    /// when it wants none, so that nothing is copied.
+    pub response_headers: Option<Arc<[String]>>,
+    /// Hand it back to [`Router::observe`] when the request ends, however it ends.
+    pub ticket: Ticket,
 }
 
 /// What is loaded now, for consoles and the admin API.
@@ -88,6 +102,12 @@ struct Inner {
     fallback_next: AtomicUsize,
     /// [`FALLBACK_NAME`], likewise.
     fallback_name: Arc<str>,
+    /// Requests in flight per backend, and the probe gate; shared with every instance.
+    loads: Arc<BackendLoads>,
+    /// The id of the next instance built (ids start at 1; 0 is the host).
+    next_id: AtomicU64,
+    /// Sends the probes policies ask for; none attached: `host.probe` refuses.
+    prober: OnceLock<Arc<dyn Prober>>,
 }
 
 /// What the router's mutex guards: the live policy and the observations to replay.
@@ -110,6 +130,9 @@ struct Active {
     faults: FaultWindow,
     /// The breaker tripped: no instance until the next swap.
     disabled: bool,
+    /// From the policy's `policy-info`, kept here so that requests the host routes
+    /// while the instance is being replaced still collect them.
+    response_headers: Option<Arc<[String]>>,
 }
 
 // === impl Router ===
@@ -128,9 +151,20 @@ impl Router {
             config,
             seed: options.seed,
         };
-        let instance = PolicyInstance::new(&component, &setup, options.limits, now_ns)?;
+        let loads = Arc::new(BackendLoads::new(
+            setup.backends.len(),
+            options.probe_interval,
+        ));
+        let instance = PolicyInstance::with_host(
+            &component,
+            &setup,
+            options.limits,
+            now_ns,
+            loads.clone(),
+            1,
+        )?;
         let active = Active::new(component, instance, 1);
-        Ok(Router::with(active, setup, options, false))
+        Ok(Router::with(active, setup, options, loads, false))
     }
 
     /// A router that round-robins natively, without any wasm: the baseline that shows what
@@ -150,11 +184,22 @@ impl Router {
             loaded_at: SystemTime::now(),
             faults: FaultWindow::default(),
             disabled: false,
+            response_headers: None,
         };
-        Router::with(active, setup, options, true)
+        let loads = Arc::new(BackendLoads::new(
+            setup.backends.len(),
+            options.probe_interval,
+        ));
+        Router::with(active, setup, options, loads, true)
     }
 
-    fn with(active: Active, setup: Setup, options: RouterOptions, builtin: bool) -> Router {
+    fn with(
+        active: Active,
+        setup: Setup,
+        options: RouterOptions,
+        loads: Arc<BackendLoads>,
+        builtin: bool,
+    ) -> Router {
         Router {
             inner: Arc::new(Inner {
                 builtin: AtomicBool::new(builtin),
@@ -168,8 +213,17 @@ impl Router {
                 counters: Counters::default(),
                 fallback_next: AtomicUsize::new(0),
                 fallback_name: Arc::from(FALLBACK_NAME),
+                loads,
+                // Instance 1 is the first policy's (built before the router).
+                next_id: AtomicU64::new(2),
+                prober: OnceLock::new(),
             }),
         }
+    }
+
+    /// Requests in flight to backend `i` now: routed, and not yet observed.
+    pub fn in_flight(&self, i: usize) -> u32 {
+        self.inner.loads.in_flight(i)
     }
 
     /// The backends, in the order their indices refer to (in [`Choice`], [`Observation`]).
@@ -183,60 +237,95 @@ impl Router {
     }
 
     /// Picks the backend for one request. Never fails: if the policy cannot answer, the
-    /// host's round-robin does.
+    /// host's round-robin does. The request counts as in flight until its ticket is
+    /// handed back to [`Router::observe`].
     pub fn choose(&self, req: &dyn RequestView, now_ns: u64) -> Choice {
         if self.inner.builtin.load(Ordering::Relaxed) {
             let n = self.inner.setup.backends.len().max(1);
-            return Choice {
-                backend: self.inner.fallback_next.fetch_add(1, Ordering::Relaxed) % n,
-                routing_mode: self.inner.builtin_name.clone(),
-                fault: None,
-            };
+            let backend = self.inner.fallback_next.fetch_add(1, Ordering::Relaxed) % n;
+            return self.routed(backend, self.inner.builtin_name.clone(), None, req, None);
         }
         let c = &self.inner.counters;
         let mut st = self.inner.lock();
+        let headers = st.active.response_headers.clone();
         if let Some(instance) = st.active.instance.as_mut() {
             let answer = c.sampled(&c.choose_calls, || instance.choose(req, now_ns));
+            let asked = instance.take_probes();
             match answer {
                 Ok(backend) => {
-                    return Choice {
-                        backend,
-                        routing_mode: st.active.name.clone(),
-                        fault: None,
-                    }
+                    let chooser = instance.id();
+                    let name = st.active.name.clone();
+                    let probes = self.probes(&st, asked, now_ns);
+                    drop(st);
+                    self.send(probes);
+                    let mut choice = self.routed(backend, name, None, req, headers);
+                    choice.ticket.chooser = chooser;
+                    return choice;
                 }
                 Err(fault) => {
                     let kind = fault.kind;
+                    self.release(asked);
                     self.on_fault(st, fault, "choose", now_ns);
-                    return self.fallback(Some(kind));
+                    return self.fallback(Some(kind), req, headers);
                 }
             }
         }
         drop(st);
-        self.fallback(None)
+        self.fallback(None, req, headers)
     }
 
-    /// Reports a finished exchange to the policy and keeps it for warm starts.
-    pub fn observe(&self, o: Observation) {
+    /// Reports how a routed request ended (exactly once per [`Choice`]: the ticket is
+    /// consumed), and keeps it for warm starts.
+    pub fn observe(&self, ticket: Ticket, o: Observation) {
+        self.inner.loads.end(ticket.backend);
         if self.inner.builtin.load(Ordering::Relaxed) {
             return;
         }
         let c = &self.inner.counters;
         let mut st = self.inner.lock();
-        st.replay.record(o);
         if let Some(instance) = st.active.instance.as_mut() {
-            let result = c.sampled(&c.observe_calls, || instance.observe(&o));
-            if let Err(fault) = result {
-                self.on_fault(st, fault, "observe", o.now_ns);
+            let origin = match ticket.chooser {
+                Ticket::HOST => Origin::Host,
+                id if id == instance.id() => Origin::Chosen,
+                _ => Origin::OtherInstance,
+            };
+            let delivery = Delivery {
+                backend: ticket.backend,
+                attempt: ticket.attempt,
+                origin,
+                obs: &o,
+            };
+            let result = c.sampled(&c.observe_calls, || instance.deliver(delivery));
+            let asked = instance.take_probes();
+            match result {
+                Ok(()) => {
+                    let probes = self.probes(&st, asked, o.now_ns);
+                    st.replay.record(Recorded::new(&ticket, o));
+                    drop(st);
+                    self.send(probes);
+                    return;
+                }
+                Err(fault) => {
+                    self.release(asked);
+                    let now_ns = o.now_ns;
+                    st.replay.record(Recorded::new(&ticket, o));
+                    self.on_fault(st, fault, "observe", now_ns);
+                    return;
+                }
             }
         }
+        st.replay.record(Recorded::new(&ticket, o));
     }
 
     /// The policy's current scores (None while no instance is live).
     pub fn scores(&self, now_ns: u64) -> Option<Scores> {
         let mut st = self.inner.lock();
         let label = st.active.score_label.clone();
-        let result = st.active.instance.as_mut()?.scores();
+        let instance = st.active.instance.as_mut()?;
+        let result = instance.scores();
+        // `scores` is for display, not a moment to probe from.
+        let asked = instance.take_probes();
+        self.release(asked);
         match result {
             Ok(values) => Some(Scores { label, values }),
             Err(fault) => {
@@ -260,18 +349,49 @@ impl Router {
     }
 
     /// Routes one request with the host's round-robin, counting it.
-    fn fallback(&self, fault: Option<FaultKind>) -> Choice {
+    fn fallback(
+        &self,
+        fault: Option<FaultKind>,
+        req: &dyn RequestView,
+        headers: Option<Arc<[String]>>,
+    ) -> Choice {
         let n = self.inner.setup.backends.len().max(1);
         let i = self.inner.fallback_next.fetch_add(1, Ordering::Relaxed) % n;
         self.inner
             .counters
             .fallback_routed
             .fetch_add(1, Ordering::Relaxed);
+        self.routed(i, self.inner.fallback_name.clone(), fault, req, headers)
+    }
+
+    /// The choice of `backend`, counted in flight from now; chosen by the host unless the
+    /// caller sets the ticket's chooser.
+    #[inline]
+    fn routed(
+        &self,
+        backend: usize,
+        routing_mode: Arc<str>,
+        fault: Option<FaultKind>,
+        req: &dyn RequestView,
+        response_headers: Option<Arc<[String]>>,
+    ) -> Choice {
+        self.inner.loads.start(backend);
         Choice {
-            backend: i,
-            routing_mode: self.inner.fallback_name.clone(),
+            backend,
+            routing_mode,
             fault,
+            response_headers,
+            ticket: Ticket {
+                backend,
+                chooser: Ticket::HOST,
+                attempt: req.attempt(),
+            },
         }
+    }
+
+    /// A fresh id for a new instance of this router.
+    fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -290,6 +410,7 @@ impl Inner {
 impl Active {
     fn new(component: Arc<PolicyComponent>, instance: PolicyInstance, generation: u64) -> Self {
         Active {
+            response_headers: instance.info().response_headers.clone(),
             name: instance.info().name.clone(),
             score_label: instance.info().score_label.clone(),
             component: Some(component),

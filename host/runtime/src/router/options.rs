@@ -29,6 +29,10 @@ pub struct RouterOptions {
     pub breaker_window: Duration,
     /// Passed to the policy in `configure`, and the seed of its `wasi:random` stream.
     pub seed: u64,
+    /// The shortest time between two probes of one backend (`--probe-interval`); with at
+    /// most one probe in flight per backend, this bounds what a policy can make the host
+    /// send.
+    pub probe_interval: Duration,
 }
 
 impl Default for RouterOptions {
@@ -40,6 +44,7 @@ impl Default for RouterOptions {
             breaker_faults: 5,
             breaker_window: Duration::from_secs(10),
             seed: 0x5eed,
+            probe_interval: Duration::from_millis(10),
         }
     }
 }

@@ -5,12 +5,42 @@
 //! added meanwhile can be found and fed under the lock before the instance goes live.
 use std::collections::VecDeque;
 
-use crate::types::Observation;
+use crate::instance::Delivery;
+use crate::types::{Observation, Origin, Ticket};
+
+/// An observation as the ring keeps it: the exchange, where it went and on which attempt.
+/// Who chose it does not matter any more: a replay is always [`Origin::Replay`].
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Recorded {
+    pub(super) backend: usize,
+    pub(super) attempt: u32,
+    pub(super) obs: Observation,
+}
+
+impl Recorded {
+    pub(super) fn new(ticket: &Ticket, obs: Observation) -> Self {
+        Recorded {
+            backend: ticket.backend,
+            attempt: ticket.attempt,
+            obs,
+        }
+    }
+
+    /// How it is fed to a new instance.
+    pub(super) fn replayed(&self) -> Delivery<'_> {
+        Delivery {
+            backend: self.backend,
+            attempt: self.attempt,
+            origin: Origin::Replay,
+            obs: &self.obs,
+        }
+    }
+}
 
 /// The last `cap` observations, oldest first, and how many were ever recorded.
 #[derive(Debug)]
 pub(super) struct Replay {
-    ring: VecDeque<Observation>,
+    ring: VecDeque<Recorded>,
     cap: usize,
     seen: u64,
 }
@@ -26,7 +56,7 @@ impl Replay {
     }
 
     /// Keeps `o`, forgetting the oldest observation if the ring is full.
-    pub(super) fn record(&mut self, o: Observation) {
+    pub(super) fn record(&mut self, o: Recorded) {
         self.seen += 1;
         if self.cap == 0 {
             return;
@@ -38,18 +68,18 @@ impl Replay {
     }
 
     /// The observations in the ring, oldest first, and the `seen` count they go up to.
-    pub(super) fn snapshot(&self) -> (Vec<Observation>, u64) {
-        (self.ring.iter().copied().collect(), self.seen)
+    pub(super) fn snapshot(&self) -> (Vec<Recorded>, u64) {
+        (self.ring.iter().cloned().collect(), self.seen)
     }
 
     /// Observations recorded after a snapshot that returned `seen` (as many as the ring
     /// still has: those pushed out since are lost).
-    pub(super) fn since(&self, seen: u64) -> Vec<Observation> {
+    pub(super) fn since(&self, seen: u64) -> Vec<Recorded> {
         // `seen` came from this ring, and the count only grows; saturating all the same,
         // so that a stale value returns nothing instead of panicking.
         let missed = usize::try_from(self.seen.saturating_sub(seen)).unwrap_or(usize::MAX);
         let skip = self.ring.len().saturating_sub(missed);
-        self.ring.iter().skip(skip).copied().collect()
+        self.ring.iter().skip(skip).cloned().collect()
     }
 }
 
@@ -61,18 +91,16 @@ mod tests {
     use crate::types::Outcome;
 
     /// An observation told apart by its time.
-    fn obs(t: u64) -> Observation {
-        Observation {
+    fn obs(t: u64) -> Recorded {
+        Recorded {
             backend: 0,
-            now_ns: t,
-            latency_ns: 1,
-            status: 200,
-            outcome: Outcome::Response,
+            attempt: 1,
+            obs: Observation::new(t, 1, 200, Outcome::Response),
         }
     }
 
-    fn times(v: &[Observation]) -> Vec<u64> {
-        v.iter().map(|o| o.now_ns).collect()
+    fn times(v: &[Recorded]) -> Vec<u64> {
+        v.iter().map(|o| o.obs.now_ns).collect()
     }
 
     #[test]

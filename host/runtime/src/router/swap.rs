@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::{component_path, Active, Router};
 use crate::component::{LoadError, PolicyComponent};
+use crate::instance::Delivery;
 use crate::instance::{Fault, PolicyInstance};
-use crate::types::{NoRequest, Observation, Outcome};
+use crate::types::{NoRequest, Observation, Origin, Outcome};
 
 /// Result of a successful swap.
 #[derive(Debug, Clone)]
@@ -23,6 +24,15 @@ pub struct SwapReport {
     pub replayed: usize,
     /// The new policy's generation.
     pub generation: u64,
+}
+
+/// What a warm instance is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Warmth {
+    /// To take traffic: it shares the router's in-flight counts and probe gate.
+    Live,
+    /// A throwaway for the rehearsal: its own zeroed counts, and no probes.
+    Rehearsal,
 }
 
 /// A new instance fed the replay ring's snapshot.
@@ -46,7 +56,7 @@ impl Router {
         let started = Instant::now();
         let result = self
             .rehearse(&component, now_ns)
-            .and_then(|()| self.warm_instance(&component, now_ns));
+            .and_then(|()| self.warm_instance(&component, now_ns, Warmth::Live));
         let warm = match result {
             Ok(warm) => warm,
             Err(e) => {
@@ -58,8 +68,8 @@ impl Router {
         let mut active = Active::new(component, warm.instance, st.active.generation + 1);
         let missed = st.replay.since(warm.seen);
         if let Some(instance) = active.instance.as_mut() {
-            for o in missed {
-                if instance.observe(&o).is_err() {
+            for o in &missed {
+                if instance.deliver(o.replayed()).is_err() {
                     active.instance = None;
                     break;
                 }
@@ -102,7 +112,9 @@ impl Router {
     /// running policy keeps routing, instead of faulting on live traffic.
     fn rehearse(&self, component: &PolicyComponent, now_ns: u64) -> Result<(), LoadError> {
         const REHEARSALS: u64 = 16;
-        let mut instance = self.warm_instance(component, now_ns)?.instance;
+        let mut instance = self
+            .warm_instance(component, now_ns, Warmth::Rehearsal)?
+            .instance;
         let failed = |f: Fault| LoadError::Faulted {
             path: component.path().to_path_buf(),
             stage: "rehearsal",
@@ -111,13 +123,13 @@ impl Router {
         for i in 0..REHEARSALS {
             let t = now_ns + i * 1_000_000;
             let backend = instance.choose(&NoRequest, t).map_err(failed)?;
+            let obs = Observation::new(t + 500_000, 500_000, 200, Outcome::Response);
             instance
-                .observe(&Observation {
+                .deliver(Delivery {
                     backend,
-                    now_ns: t + 500_000,
-                    latency_ns: 500_000,
-                    status: 200,
-                    outcome: Outcome::Response,
+                    attempt: 1,
+                    origin: Origin::Chosen,
+                    obs: &obs,
                 })
                 .map_err(failed)?;
         }
@@ -125,21 +137,31 @@ impl Router {
     }
 
     /// A new instance of `component`, configured and fed a snapshot of the replay ring
-    /// (taken under the lock, replayed outside it).
+    /// (taken under the lock, replayed outside it). Probes it asks for meanwhile are not
+    /// sent: replayed time is past.
     pub(super) fn warm_instance(
         &self,
         component: &PolicyComponent,
         now_ns: u64,
+        warmth: Warmth,
     ) -> Result<Warm, LoadError> {
         let (snapshot, seen) = self.inner.lock().replay.snapshot();
-        let mut instance = PolicyInstance::new(
-            component,
-            &self.inner.setup,
-            self.inner.options.limits,
-            now_ns,
-        )?;
+        let (setup, limits) = (&self.inner.setup, self.inner.options.limits);
+        let mut instance = match warmth {
+            Warmth::Live => PolicyInstance::with_host(
+                component,
+                setup,
+                limits,
+                now_ns,
+                self.inner.loads.clone(),
+                self.next_id(),
+            )?,
+            Warmth::Rehearsal => PolicyInstance::new(component, setup, limits, now_ns)?,
+        };
         for o in &snapshot {
-            instance.observe(o).map_err(|f| LoadError::Faulted {
+            let replayed = instance.deliver(o.replayed());
+            self.release(instance.take_probes());
+            replayed.map_err(|f| LoadError::Faulted {
                 path: component.path().to_path_buf(),
                 stage: "replay",
                 reason: f.detail,

@@ -58,6 +58,11 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     )?;
     poll::add_to_linker::<_, SyncIo>(&mut l, |t: &mut StoreState| Table(&mut t.table))?;
     streams::add_to_linker::<_, SyncIo>(&mut l, |t: &mut StoreState| Table(&mut t.table))?;
+    // The contract's own imports (0.2); 0.1 components import none, and ignore them.
+    crate::bindings::v02::switchyard::policy::host::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<StoreState>,
+    >(&mut l, |t: &mut StoreState| t)?;
     Ok(l)
 }
 

@@ -18,11 +18,15 @@
 //!   ([`wasi_io`]). (wasmtime-wasi's own sync versions call `Handle::block_on`, which
 //!   panics on a Tokio worker thread, i.e. on the proxy's request path.)
 //!
+//! Besides WASI, a 0.2 policy imports the contract's own `host` interface ([`host`]):
+//! requests in flight per backend, and probes through the router's gate.
+//!
 //! A policy importing anything else (sockets, HTTP, ...) is refused at load, by name
 //! ([`imports`], which also builds the linker). Each call runs under a CPU deadline
 //! ([`deadline`]) and a memory cap ([`memory`]), both kept in the store's [`StoreState`].
 mod clocks;
 mod deadline;
+mod host;
 mod imports;
 mod memory;
 mod random;
@@ -32,6 +36,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use std::sync::Arc;
+
+use crate::loads::BackendLoads;
 use crate::stderr::LogStream;
 use crate::types::Limits;
 use clocks::FrozenClock;
@@ -48,12 +55,20 @@ pub(crate) struct StoreState {
     table: ResourceTable,
     limiter: MemoryCap,
     deadline: Deadline,
+    /// The router's per-backend counters, read by `host.in-flight`.
+    loads: Arc<BackendLoads>,
+    /// The `now-ns` of the call in progress, for the probe gate's rate limit.
+    now_ns: u64,
+    /// Whether the policy named a probe path (so `host.probe` may accept).
+    may_probe: bool,
+    /// Backends whose probe `host.probe` accepted during this call, for the router to send.
+    probes: Vec<u32>,
 }
 
 impl StoreState {
     /// The sandbox of one instance: its log lines are prefixed with `label`, its random
     /// stream comes from `seed`, and `limits` bound each call.
-    pub(crate) fn new(label: &str, seed: u64, limits: Limits) -> Self {
+    pub(crate) fn new(label: &str, seed: u64, limits: Limits, loads: Arc<BackendLoads>) -> Self {
         let log = LogStream::new(label);
         let wasi = WasiCtx::builder()
             .stdout(log.clone())
@@ -70,7 +85,26 @@ impl StoreState {
             table: ResourceTable::new(),
             limiter: MemoryCap::new(limits.memory_bytes),
             deadline: Deadline::new(limits.deadline),
+            loads,
+            now_ns: 0,
+            may_probe: false,
+            probes: Vec::new(),
         }
+    }
+
+    /// Sets the time of the call about to start (the probe gate's clock).
+    pub(crate) fn set_now(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+    }
+
+    /// Lets `host.probe` accept (the policy named a probe path).
+    pub(crate) fn allow_probes(&mut self) {
+        self.may_probe = true;
+    }
+
+    /// The probes accepted since the last call to this; each must be sent or released.
+    pub(crate) fn take_probes(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.probes)
     }
 
     /// Starts a new call's deadline; returns the ticks until its first check.

@@ -132,6 +132,7 @@ fn expand(
                 seed: b.seed.map(|s| s.wrapping_add(r as u64 - 1)),
                 initial: initial.clone(),
                 changes: changes.to_vec(),
+                report_load: b.report_load.unwrap_or(false),
             }
         })
         .collect()

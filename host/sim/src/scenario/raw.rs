@@ -9,6 +9,8 @@ pub(super) struct RawScenario {
     pub(super) description: Option<String>,
     pub(super) timeout: Option<String>,
     pub(super) connect_error: Option<String>,
+    pub(super) client_timeout: Option<String>,
+    pub(super) probe_rtt: Option<String>,
     #[serde(default, rename = "backend")]
     pub(super) backends: Vec<RawBackend>,
 }
@@ -26,6 +28,7 @@ pub(super) struct RawBackend {
     pub(super) error_rate: Option<f64>,
     pub(super) capacity: Option<RawCapacity>,
     pub(super) state: Option<String>,
+    pub(super) report_load: Option<bool>,
     #[serde(default, rename = "change")]
     pub(super) changes: Vec<RawChange>,
 }

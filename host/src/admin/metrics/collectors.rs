@@ -212,14 +212,44 @@ impl Collector for RouterCollector {
                 "Times the policy was disabled for faulting too often.",
                 &c.breaker_trips,
             ),
+            (
+                "policy_probes_sent",
+                "Probes a policy asked for (host.probe) that the proxy sent.",
+                &c.probes_sent,
+            ),
+            (
+                "policy_probes_answered",
+                "Probe results delivered back to the policy (timeouts included).",
+                &c.probes_answered,
+            ),
         ] {
             counter(&mut enc, name, help, load(value))?;
         }
+        self.encode_in_flight(&mut enc)?;
         self.encode_status(enc)
     }
 }
 
 impl RouterCollector {
+    /// Requests routed to each backend and not finished yet: the count policies read
+    /// through `host.in-flight`.
+    fn encode_in_flight(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let router = &self.shared.router;
+        let mut family = enc.encode_descriptor(
+            "backend_in_flight",
+            "Requests routed to the backend and not yet finished (what host.in-flight reads).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (i, b) in router.backends().iter().enumerate() {
+            let n = i64::from(router.in_flight(i));
+            family
+                .encode_family(&[("backend", b.id.as_str())])?
+                .encode_gauge(&n)?;
+        }
+        Ok(())
+    }
+
     /// The loaded policy: an info metric, its generation and whether it is disabled.
     fn encode_status(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let status = self.shared.router.status();
