@@ -3,7 +3,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 policies := "rr sma ewma peak-ewma sticky"
-fixtures := "trap-choose bad-index loop-forever grow-memory trap-init open-file other-world rr-v01 ewma-v01 ledger"
+fixtures := "trap-choose bad-index loop-forever grow-memory trap-init open-file other-world rr-v01 ewma-v01 peak-ewma-v01 ledger"
 
 # Show the recipes.
 default:
@@ -203,4 +203,5 @@ bench: build
 bench-overhead: build
     @[ -x /usr/sbin/nginx ] && [ -x /usr/sbin/haproxy ] && command -v bc >/dev/null || { echo "installing nginx, haproxy, bc (Debian)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy bc >/dev/null; }
     bash host/benches/overhead.sh
-    cargo bench -p switchyard-runtime --bench policy_call -- --noplot 2>/dev/null | grep -E '^choose|time:'
+    # --workspace: the feature set of `just build`, so wasmtime is not compiled again.
+    cargo bench --workspace --bench policy_call -- --noplot 2>/dev/null | grep -E '^choose|time:|^paired'

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use switchyard_runtime::{
     Backend, Limits, NoRequest, Observation, Outcome, PolicyComponent, PolicyInstance,
     PolicyRuntime, Router, RouterOptions, Setup,
@@ -106,14 +106,16 @@ fn bench(c: &mut Criterion) {
         });
     }
     // The two halves, to see where the time goes.
-    let component = rt.load(&dir.join("rr.wasm")).expect("rr.wasm");
-    let mut instance = instance(&component);
-    group.bench_function("instance/wasm-rr-choose-only", |b| {
-        b.iter(|| instance.choose(&NoRequest, 0).unwrap_or(0))
-    });
-    group.bench_function("instance/wasm-rr-observe-only", |b| {
-        b.iter(|| instance.observe(0, &obs(0, 0)))
-    });
+    for (name, file) in [("rr", "rr.wasm"), ("rr-v0.1", "fixtures/wasm/rr-v01.wasm")] {
+        let component = rt.load(&dir.join(file)).expect(file);
+        let mut instance = instance(&component);
+        group.bench_function(format!("instance/wasm-{name}-choose-only"), |b| {
+            b.iter(|| instance.choose(&NoRequest, 0).unwrap_or(0))
+        });
+        group.bench_function(format!("instance/wasm-{name}-observe-only"), |b| {
+            b.iter(|| instance.observe(0, &obs(0, 0)))
+        });
+    }
     let builtin = Router::builtin_round_robin(backends(), RouterOptions::default());
     group.bench_function("router/native-rr", |b| {
         b.iter(|| {
@@ -134,5 +136,67 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Contract 0.2 against 0.1 as paired ratios: on two noisy cores, timings taken minutes
+/// apart in criterion's sequence drift more than the difference being measured, so each
+/// round times the same number of round trips on both, in alternating order, and the
+/// median of the per-round ratios is reported.
+fn paired_ratios() {
+    const ROUNDS: usize = 31;
+    const TRIPS: u64 = 20_000;
+    let rt = PolicyRuntime::new().expect("runtime");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let router = |file: &str| {
+        let c = rt
+            .load(&dir.join(file))
+            .expect("run `just build-policies build-fixtures`");
+        Router::new(c, backends(), Vec::new(), RouterOptions::default(), 0).expect("router")
+    };
+    let time = |r: &Router, t: &mut u64| {
+        let started = std::time::Instant::now();
+        for _ in 0..TRIPS {
+            *t += 1000;
+            let c = r.choose(&NoRequest, *t);
+            r.observe(c.ticket, obs(c.backend, *t));
+        }
+        started.elapsed().as_secs_f64()
+    };
+    println!(
+        "\npaired: router choose+observe, contract 0.2 / 0.1, median of {ROUNDS} rounds of {TRIPS}"
+    );
+    for (name, new, old) in [
+        ("rr", "rr.wasm", "fixtures/wasm/rr-v01.wasm"),
+        ("ewma", "ewma.wasm", "fixtures/wasm/ewma-v01.wasm"),
+    ] {
+        let (a, b) = (router(new), router(old));
+        let (mut ta, mut tb) = (0, 0);
+        let mut ratios: Vec<f64> = (0..ROUNDS)
+            .map(|round| {
+                let (x, y) = if round % 2 == 0 {
+                    let x = time(&a, &mut ta);
+                    (x, time(&b, &mut tb))
+                } else {
+                    let y = time(&b, &mut tb);
+                    (time(&a, &mut ta), y)
+                };
+                x / y
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let ns = |secs: f64| secs * 1e9 / TRIPS as f64;
+        let (x, y) = (time(&a, &mut ta), time(&b, &mut tb));
+        println!(
+            "paired: {name:<5} 0.2/0.1 = {:.3} (last round {:.0} ns vs {:.0} ns)",
+            ratios[ROUNDS / 2],
+            ns(x),
+            ns(y)
+        );
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    paired_ratios();
+}

@@ -12,7 +12,7 @@ pub(crate) mod v02 {
     });
 
     pub(crate) use switchyard::policy::types::{
-        Backend, Observation, Origin, Outcome, ProbeResult, Request, RequestFields, Setup,
+        Backend, Observation, Origin, Outcome, ProbeResult, Request, Setup,
     };
 }
 

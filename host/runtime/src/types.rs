@@ -27,11 +27,8 @@ pub trait RequestView {
     fn client(&self) -> Option<SocketAddr>;
     /// The value of header `name` (asked for in lower case), if present and readable as text.
     fn header(&self, name: &str) -> Option<&str>;
-    /// 1 for a client request's first try, 2 and up for its retries and hedges.
-    fn attempt(&self) -> u32 {
-        1
-    }
-    /// Backends this client request was already sent to, oldest first.
+    /// Backends this client request was already sent to, oldest first (its attempt
+    /// number is one more than their count).
     fn tried(&self) -> &[usize] {
         &[]
     }

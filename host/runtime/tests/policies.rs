@@ -369,9 +369,10 @@ fn hot_swap_works_between_01_and_02_in_both_directions() {
     );
 }
 
-/// The `ledger` fixture's three scores per backend: (own in flight, observations with the
-/// header, probe answers with it).
-fn ledger(r: &Router, now_ns: u64) -> Vec<[f64; 3]> {
+/// The `ledger` fixture's five scores per backend: own in flight, observations with the
+/// header, probe answers with it, observations of host-routed requests, observations of
+/// requests another instance chose.
+fn ledger(r: &Router, now_ns: u64) -> Vec<[f64; 5]> {
     let v: Vec<f64> = r
         .scores(now_ns)
         .unwrap()
@@ -379,7 +380,53 @@ fn ledger(r: &Router, now_ns: u64) -> Vec<[f64; 3]> {
         .iter()
         .map(|s| s.1)
         .collect();
-    v.chunks(3).map(|c| [c[0], c[1], c[2]]).collect()
+    v.chunks(5)
+        .map(|c| [c[0], c[1], c[2], c[3], c[4]])
+        .collect()
+}
+
+/// After a fault the host routes the request itself and a rebuilt instance takes over:
+/// the requests the faulted instance chose arrive as `other-instance`, the host's as
+/// `host`, and the new instance's own count stays exact. (Under 0.1 they were all just
+/// observations, and a policy counting in flight only survived by saturating.)
+#[test]
+fn after_a_fault_the_rebuilt_instance_is_told_who_chose_what() {
+    let rt = PolicyRuntime::new().unwrap();
+    let r = Router::new(
+        load(&rt, "fixtures/wasm/ledger.wasm"),
+        backends(3),
+        vec![("trap-at".into(), "5".into())],
+        inline(),
+        0,
+    )
+    .unwrap();
+    let chosen: Vec<_> = (0..4).map(|t| r.choose(&NoRequest, t)).collect();
+    let by_host = r.choose(&NoRequest, 4);
+    assert_eq!(
+        (&*by_host.routing_mode, by_host.fault),
+        (FALLBACK_NAME, Some(FaultKind::Trap))
+    );
+    assert!(r.status().live, "rebuilt inline");
+    let host_backend = by_host.backend;
+    r.observe(by_host.ticket, obs(5, 1));
+    for c in chosen {
+        r.observe(c.ticket, obs(5, 1));
+    }
+    let books = ledger(&r, 6);
+    assert!(
+        books.iter().all(|b| b[0] == 0.0),
+        "own in flight: {books:?}"
+    );
+    assert_eq!(books.iter().map(|b| b[3]).sum::<f64>(), 1.0);
+    assert_eq!(
+        books[host_backend][3], 1.0,
+        "the host-routed one, on its backend"
+    );
+    assert_eq!(
+        books.iter().map(|b| b[4]).collect::<Vec<_>>(),
+        [2.0, 1.0, 1.0]
+    );
+    assert!((0..3).all(|i| r.in_flight(i) == 0));
 }
 
 /// Every `choose` is matched by exactly one observation, and the observation says who

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use chrono::{DateTime, Utc};
 use switchyard_report::log::{LogWriter, Row, TIMESTAMP_FORMAT};
 
-use super::engine::{latency_ms, SimResult};
+use super::result::{latency_ms, SimResult};
 
 /// Virtual time 0: 2000-01-01T00:00:00.000Z, in milliseconds since the Unix epoch.
 const BASE_MS: i64 = 946_684_800_000;

@@ -10,7 +10,8 @@
 //! - [`model`]: a backend as `backend/` behaves: latency cycles or distributions, capacity
 //!   with a FIFO queue, error rates, crashes and restarts at given times; [`load`]: the
 //!   load it reports (`backend --report-load`); `probes`: the policy's probes as events.
-//! - `engine`: the event loop (closed-loop clients like wrk) and [`SimResult`]; `queue`: its
+//! - `engine`: the event loop (closed-loop clients like wrk); `result`: [`SimResult`] and
+//!   its statistics; `queue`: the loop's
 //!   [`EventQueue`], ordered by (virtual time, insertion sequence).
 //! - CSV output in the proxy's log format, and the report in the study's table format
 //!   ([`switchyard_report`]).
@@ -21,6 +22,7 @@ pub mod load;
 pub mod model;
 mod probes;
 mod queue;
+mod result;
 pub mod scenario;
 
 use std::fmt::Write as _;

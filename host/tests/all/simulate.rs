@@ -658,10 +658,11 @@ fn load_reports_and_probes_reach_the_policy_within_the_hosts_bounds() {
         .iter()
         .map(|s| s.1)
         .collect();
+    assert_eq!(books.len(), 10, "five books per backend: {:?}", r.scores);
     let (own, with_header, probes_ok) = (
-        [books[0], books[3]],
-        [books[1], books[4]],
-        [books[2], books[5]],
+        [books[0], books[5]],
+        [books[1], books[6]],
+        [books[2], books[7]],
     );
     assert_eq!(own, [0.0, 0.0], "every request it chose was observed once");
     let to_a = count_to(&r.requests, 0) as f64;

@@ -11,7 +11,7 @@ wit_bindgen::generate!({ path: "../../wit", world: "router" });
 use exports::switchyard::policy::policy::{
     Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
 };
-use switchyard::policy::types::{Outcome, RequestFields};
+use switchyard::policy::types::Outcome;
 
 #[derive(Default)]
 struct State {
@@ -56,7 +56,6 @@ impl Guest for Ewma {
         Ok(PolicyInfo {
             name: "adaptive_ewma".into(),
             score_label: "ewma".into(),
-            fields: RequestFields::empty(),
             headers: Vec::new(),
             response_headers: Vec::new(),
             probe_path: None,

@@ -26,7 +26,7 @@ use exports::switchyard::policy::policy::{
     Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
 };
 use switchyard::policy::host;
-use switchyard::policy::types::{Outcome, RequestFields};
+use switchyard::policy::types::Outcome;
 
 #[derive(Clone, Copy, Default)]
 struct Backend {
@@ -111,7 +111,6 @@ impl Guest for PeakEwma {
         Ok(PolicyInfo {
             name: "p2c_peak_ewma".into(),
             score_label: "peak-ewma".into(),
-            fields: RequestFields::empty(),
             headers: Vec::new(),
             response_headers: Vec::new(),
             probe_path: None,

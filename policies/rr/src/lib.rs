@@ -7,7 +7,6 @@ wit_bindgen::generate!({ path: "../../wit", world: "router" });
 use exports::switchyard::policy::policy::{
     Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
 };
-use switchyard::policy::types::RequestFields;
 
 #[derive(Default)]
 struct State {
@@ -46,7 +45,6 @@ impl Guest for RoundRobin {
         Ok(PolicyInfo {
             name: "round-robin".into(),
             score_label: String::new(),
-            fields: RequestFields::empty(),
             headers: Vec::new(),
             response_headers: Vec::new(),
             probe_path: None,

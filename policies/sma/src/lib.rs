@@ -12,7 +12,7 @@ wit_bindgen::generate!({ path: "../../wit", world: "router" });
 use exports::switchyard::policy::policy::{
     Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
 };
-use switchyard::policy::types::{Outcome, RequestFields};
+use switchyard::policy::types::Outcome;
 
 #[derive(Default)]
 struct State {
@@ -59,7 +59,6 @@ impl Guest for Sma {
         Ok(PolicyInfo {
             name: "adaptive_sma".into(),
             score_label: "sma".into(),
-            fields: RequestFields::empty(),
             headers: Vec::new(),
             response_headers: Vec::new(),
             probe_path: None,

@@ -8,7 +8,6 @@ wit_bindgen::generate!({ path: "../../wit", world: "router" });
 use exports::switchyard::policy::policy::{
     Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
 };
-use switchyard::policy::types::RequestFields;
 
 thread_local!(static BACKENDS: Cell<u32> = const { Cell::new(1) });
 
@@ -20,19 +19,19 @@ impl Guest for Sticky {
         Ok(PolicyInfo {
             name: "sticky".into(),
             score_label: String::new(),
-            fields: RequestFields::CLIENT,
-            headers: vec!["x-user-id".into()],
+            // The user header if there is one, else the client's address.
+            headers: vec!["x-user-id".into(), ":client".into()],
             response_headers: Vec::new(),
             probe_path: None,
         })
     }
     fn choose(req: Request) -> u32 {
         let mut h = DefaultHasher::new();
-        match req.headers.as_deref().and_then(|h| h.first()) {
-            Some((_, user)) => user.hash(&mut h),
-            None => req
-                .client
-                .as_deref()
+        let headers = req.headers.unwrap_or_default();
+        let value = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        match value("x-user-id") {
+            Some(user) => user.hash(&mut h),
+            None => value(":client")
                 .and_then(|c| c.rsplit_once(':'))
                 .map(|(ip, _port)| ip)
                 .hash(&mut h),

@@ -53,11 +53,11 @@ pub struct PolicyInfo {
     /// Where `host.probe` sends its GET; `None`: the policy does not probe.
     pub probe_path: Option<Arc<str>>,
     fields: Fields,
-    /// Header names the policy reads, lower-cased.
+    /// Header names the policy reads, lower-cased (0.2: pseudo-headers too).
     headers: Vec<String>,
 }
 
-/// The request fields a policy asked for, whatever its contract version.
+/// The request fields a 0.1 policy asked for (0.2 names them as pseudo-headers).
 #[derive(Debug, Clone, Copy, Default)]
 struct Fields {
     method: bool,
@@ -66,7 +66,7 @@ struct Fields {
     client: bool,
 }
 
-/// The parts of a request both contract versions share, filled in only where asked.
+/// The parts of a request a 0.1 policy gets, filled in only where asked.
 struct RequestParts {
     method: Option<String>,
     path: Option<String>,
@@ -191,11 +191,13 @@ impl PolicyInstance {
     /// Asks the policy for the backend of one request (an index into the setup's
     /// backends; an index out of range is a [`FaultKind::BadIndex`] fault).
     pub fn choose(&mut self, req: &dyn RequestView, now_ns: u64) -> Result<usize, Fault> {
-        let parts = self.parts(req);
         self.arm(now_ns);
         let answer = match &self.api {
-            Api::V01(api) => v01::choose(api, &mut self.store, parts, now_ns),
-            Api::V02(api) => v02::choose(api, &mut self.store, parts, req, now_ns),
+            Api::V01(api) => {
+                let parts = v01_parts(&self.info, req);
+                v01::choose(api, &mut self.store, parts, now_ns)
+            }
+            Api::V02(api) => v02::choose(api, &mut self.store, &self.info.headers, req, now_ns),
         };
         match answer {
             Ok(i) if (i as usize) < self.backends => Ok(i as usize),
@@ -264,27 +266,6 @@ impl PolicyInstance {
         self.store.data_mut().take_probes()
     }
 
-    /// The request's fields the policy asked for. The common case (none) allocates
-    /// nothing here and makes no allocation call into the policy.
-    fn parts(&self, req: &dyn RequestView) -> RequestParts {
-        let f = self.info.fields;
-        RequestParts {
-            method: f.method.then(|| req.method().to_string()),
-            path: f.path.then(|| req.path_and_query().to_string()),
-            authority: f.authority.then(|| req.authority().to_string()),
-            client: f
-                .client
-                .then(|| req.client().map(|a| a.to_string()).unwrap_or_default()),
-            headers: (!self.info.headers.is_empty()).then(|| {
-                self.info
-                    .headers
-                    .iter()
-                    .filter_map(|h| req.header(h).map(|v| (h.clone(), v.to_string())))
-                    .collect()
-            }),
-        }
-    }
-
     /// Starts the CPU deadline for one call at `now_ns`.
     fn arm(&mut self, now_ns: u64) {
         let state = self.store.data_mut();
@@ -304,6 +285,26 @@ impl PolicyInstance {
             kind,
             detail: first_line(&e),
         }
+    }
+}
+
+/// The request's fields a 0.1 policy asked for. The common case (none) allocates nothing
+/// here and makes no allocation call into the policy.
+fn v01_parts(info: &PolicyInfo, req: &dyn RequestView) -> RequestParts {
+    let f = info.fields;
+    RequestParts {
+        method: f.method.then(|| req.method().to_string()),
+        path: f.path.then(|| req.path_and_query().to_string()),
+        authority: f.authority.then(|| req.authority().to_string()),
+        client: f
+            .client
+            .then(|| req.client().map(|a| a.to_string()).unwrap_or_default()),
+        headers: (!info.headers.is_empty()).then(|| {
+            info.headers
+                .iter()
+                .filter_map(|h| req.header(h).map(|v| (h.clone(), v.to_string())))
+                .collect()
+        }),
     }
 }
 

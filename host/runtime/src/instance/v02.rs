@@ -1,10 +1,9 @@
 //! Calls into a component built against `switchyard:policy@0.2.0`.
 use wasmtime::Store;
 
-use super::{lower, Delivery, Fields, PolicyInfo, RequestParts, Setup};
+use super::{lower, Delivery, Fields, PolicyInfo, Setup};
 use crate::bindings::v02::{
-    Backend, Observation, Origin, Outcome, ProbeResult, Request, RequestFields, Router,
-    Setup as WitSetup,
+    Backend, Observation, Origin, Outcome, ProbeResult, Request, Router, Setup as WitSetup,
 };
 use crate::sandbox::StoreState;
 use crate::types::{
@@ -41,12 +40,8 @@ pub(super) fn configure(
             score_label: info.score_label,
             response_headers: (!response_headers.is_empty()).then(|| response_headers.into()),
             probe_path: info.probe_path.map(|p| p.as_str().into()),
-            fields: Fields {
-                method: info.fields.contains(RequestFields::METHOD),
-                path: info.fields.contains(RequestFields::PATH),
-                authority: info.fields.contains(RequestFields::AUTHORITY),
-                client: info.fields.contains(RequestFields::CLIENT),
-            },
+            // 0.2 names the fields as pseudo-headers in `headers`; see `choose`.
+            fields: Fields::default(),
             headers: lower(info.headers),
         }
     }))
@@ -55,22 +50,34 @@ pub(super) fn configure(
 pub(super) fn choose(
     api: &Router,
     store: &mut Store<StoreState>,
-    p: RequestParts,
+    names: &[String],
     req: &dyn RequestView,
     now_ns: u64,
 ) -> Call<u32> {
     let tried = req.tried();
     let request = Request {
         now_ns,
-        method: p.method,
-        path: p.path,
-        authority: p.authority,
-        client: p.client,
-        headers: p.headers,
-        attempt: req.attempt(),
+        headers: (!names.is_empty()).then(|| parts(names, req)),
         tried: (!tried.is_empty()).then(|| tried.iter().map(|&b| b as u32).collect()),
     };
     api.switchyard_policy_policy().call_choose(store, &request)
+}
+
+/// The named headers and pseudo-headers the request has, in the order named.
+fn parts(names: &[String], req: &dyn RequestView) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let value = match name.as_str() {
+                ":method" => req.method().to_string(),
+                ":path" => req.path_and_query().to_string(),
+                ":authority" => req.authority().to_string(),
+                ":client" => req.client()?.to_string(),
+                _ => req.header(name)?.to_string(),
+            };
+            Some((name.clone(), value))
+        })
+        .collect()
 }
 
 pub(super) fn observe(api: &Router, store: &mut Store<StoreState>, d: Delivery<'_>) -> Call<()> {

@@ -384,7 +384,7 @@ impl Router {
             ticket: Ticket {
                 backend,
                 chooser: Ticket::HOST,
-                attempt: req.attempt(),
+                attempt: u32::try_from(req.tried().len()).map_or(u32::MAX, |n| n.saturating_add(1)),
             },
         }
     }
