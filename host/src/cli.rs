@@ -128,9 +128,37 @@ pub struct ServeArgs {
     #[arg(long, default_value = "100ms", value_parser = duration::parse, value_name = "DURATION")]
     pub probe_timeout: Duration,
 
-    /// CPU deadline for one policy call.
+    /// CPU deadline for one policy call, host work on its behalf included (checked every
+    /// millisecond: a call runs at most 1 ms past it).
     #[arg(long, default_value = "5ms", value_parser = duration::parse, value_name = "DURATION")]
     pub policy_deadline: Duration,
+
+    /// CPU time the policy's calls may take per second, host work included; over it, the
+    /// call faults (and the breaker disables a policy that keeps going over).
+    #[arg(long, default_value = "250ms", value_parser = duration::parse, value_name = "DURATION")]
+    pub policy_cpu_budget: Duration,
+
+    /// Bytes of stdout/stderr one policy call may write; the rest is dropped and counted.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub policy_log_bytes_per_call: usize,
+
+    /// Bytes of stdout/stderr a policy may write per second; the rest is dropped and counted.
+    #[arg(long, default_value_t = 65536, value_name = "BYTES")]
+    pub policy_log_bytes_per_sec: usize,
+
+    /// Bytes one wasi:random call may return; asking for more is a fault.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub policy_random_bytes: usize,
+
+    /// Wall time a warm start (swap, rebuild, rehearsal) may spend replaying recent
+    /// observations into a new instance; the rest of the ring is skipped.
+    #[arg(long, default_value = "250ms", value_parser = duration::parse, value_name = "DURATION")]
+    pub replay_budget: Duration,
+
+    /// Wall time one display call (console, dashboard, /api/state) may spend bringing the
+    /// policy's display twin up to date; the rest is skipped.
+    #[arg(long, default_value = "20ms", value_parser = duration::parse, value_name = "DURATION")]
+    pub display_budget: Duration,
 
     /// Memory cap for a policy instance, in MiB.
     #[arg(long, default_value_t = 32, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=4096))]

@@ -66,6 +66,7 @@ impl ProxyConfig {
             ));
         }
         check_probe_bounds(args)?;
+        check_sandbox_bounds(args)?;
         let admin = if args.no_admin {
             None
         } else {
@@ -180,6 +181,73 @@ fn check_probe_bounds(args: &ServeArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
+/// The sandbox flags' bounds: each must leave a policy room to work and the proxy room to
+/// serve.
+fn check_sandbox_bounds(args: &ServeArgs) -> Result<(), UsageError> {
+    let ms = Duration::from_millis;
+    let durations = [
+        (
+            "--policy-deadline",
+            args.policy_deadline,
+            ms(1),
+            ms(1000),
+            "5ms",
+        ),
+        (
+            "--policy-cpu-budget",
+            args.policy_cpu_budget,
+            ms(1),
+            ms(60_000),
+            "250ms",
+        ),
+        (
+            "--replay-budget",
+            args.replay_budget,
+            Duration::ZERO,
+            ms(60_000),
+            "250ms",
+        ),
+        (
+            "--display-budget",
+            args.display_budget,
+            Duration::ZERO,
+            ms(1000),
+            "20ms",
+        ),
+    ];
+    for (flag, value, min, max, example) in durations {
+        if value < min || value > max {
+            return Err(UsageError::new(format!(
+                "{flag} {} is outside {}..={}: use e.g. {example}",
+                duration::format(value),
+                duration::format(min),
+                duration::format(max)
+            )));
+        }
+    }
+    let sizes = [
+        (
+            "--policy-log-bytes-per-call",
+            args.policy_log_bytes_per_call,
+            4096,
+        ),
+        (
+            "--policy-log-bytes-per-sec",
+            args.policy_log_bytes_per_sec,
+            65536,
+        ),
+        ("--policy-random-bytes", args.policy_random_bytes, 4096),
+    ];
+    for (flag, value, example) in sizes {
+        if value > 16 << 20 {
+            return Err(UsageError::new(format!(
+                "{flag} {value} is over 16 MiB: it bounds host work a policy can cause per call or second; use e.g. {example}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn router_options(args: &ServeArgs, now: SystemTime) -> RouterOptions {
     let seed = args.seed.unwrap_or_else(|| {
         now.duration_since(SystemTime::UNIX_EPOCH)
@@ -190,8 +258,14 @@ fn router_options(args: &ServeArgs, now: SystemTime) -> RouterOptions {
         limits: Limits {
             deadline: args.policy_deadline,
             memory_bytes: (args.policy_memory_mib as usize) << 20,
+            cpu_budget: Some(args.policy_cpu_budget),
+            log_bytes_per_call: args.policy_log_bytes_per_call,
+            log_bytes_per_sec: args.policy_log_bytes_per_sec,
+            random_bytes_per_call: args.policy_random_bytes,
         },
         replay: args.replay,
+        replay_budget: args.replay_budget,
+        display_budget: args.display_budget,
         seed,
         probe_interval: args.probe_interval,
         ..RouterOptions::default()

@@ -2,7 +2,8 @@
 //!
 //! The parent folder is watched, not the file, so that every way of replacing a file is
 //! seen: in-place writes (`cp`, cargo), renames (`mv`, editors' atomic saves), deletion and
-//! re-creation. Events are debounced; a file that fails to load in a way a half-written
+//! re-creation. Events for the policy file are debounced (events for other files in the
+//! folder are ignored, however many); a file that fails to load in a way a half-written
 //! file would (empty, truncated) is retried a few times before the failure is final. Any
 //! failure leaves the running policy in place, says why in one log line, and is counted.
 use std::path::{Path, PathBuf};
@@ -104,9 +105,17 @@ impl ReloadLoop {
             match msg {
                 Trigger::FileEvent(paths) if self.concerns(&paths) => {
                     // Let a burst of writes settle (cargo and cp write in several steps).
+                    // Only events for the policy file restart the quiet time: a busy file
+                    // beside it (the CSV log) must not hold the swap back.
+                    let mut quiet_from = Instant::now();
                     loop {
-                        match rx.recv_timeout(DEBOUNCE) {
-                            Ok(Trigger::FileEvent(_)) => continue,
+                        let wait = DEBOUNCE.saturating_sub(quiet_from.elapsed());
+                        match rx.recv_timeout(wait) {
+                            Ok(Trigger::FileEvent(paths)) => {
+                                if self.concerns(&paths) {
+                                    quiet_from = Instant::now();
+                                }
+                            }
                             Ok(other) => {
                                 self.reload();
                                 self.handle(other);

@@ -8,7 +8,7 @@ use thiserror::Error;
 use wasmtime::component::Component;
 
 use crate::bindings::{v01, v02};
-use crate::sandbox::StoreState;
+use crate::sandbox::{StoreState, Unprovided};
 use crate::PolicyRuntime;
 
 /// Why a policy could not be loaded. Callers branch on it (exit code 2 at start-up, keep the
@@ -44,9 +44,16 @@ pub enum LoadError {
     /// The component imports an interface the sandbox does not provide.
     #[error("policy file {path} imports {import}, which the sandbox does not give policies (no files, sockets, environment or clocks): remove that use from the policy")]
     Forbidden { path: PathBuf, import: String },
+    /// The component imports something that is neither WASI nor the contract's `host`.
+    #[error("policy file {path} imports {import}, which is neither WASI nor the contract's host interface (wit/policy.wit): no host provides it; remove that import from the policy")]
+    UnknownImport { path: PathBuf, import: String },
     /// The policy's `configure` returned an error.
     #[error("policy {path} rejected its configuration: {message}")]
     Rejected { path: PathBuf, message: String },
+    /// What the policy said about itself in `configure` breaks the contract's rules
+    /// (a name that is not a short identifier, too many headers, ...).
+    #[error("policy {path} broke the contract in configure: {message}")]
+    BrokeContract { path: PathBuf, message: String },
     /// The policy trapped, ran out of time or memory while being set up, rehearsed or
     /// warm-started; `stage` says which.
     #[error("policy {path} faulted in {stage}: {reason}")]
@@ -134,8 +141,10 @@ pub(crate) fn load_bytes(
         path: path.clone(),
         reason: format!("{e:#}"),
     })?;
-    if let Some(import) = crate::sandbox::forbidden_import(&component, rt.engine()) {
-        return Err(LoadError::Forbidden { path, import });
+    match crate::sandbox::unprovided_import(&component, rt.engine()) {
+        Some(Unprovided::Wasi(import)) => return Err(LoadError::Forbidden { path, import }),
+        Some(Unprovided::Unknown(import)) => return Err(LoadError::UnknownImport { path, import }),
+        None => {}
     }
     let linker = rt.linker();
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {

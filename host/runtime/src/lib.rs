@@ -17,7 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use component::{LoadError, PolicyComponent};
-pub use instance::{Fault, PolicyInfo, PolicyInstance, Setup};
+pub use instance::rules::{MAX_HEADERS, MAX_HEADER_NAME, MAX_LABEL, MAX_NAME, MAX_PROBE_PATH};
+pub use instance::{Fault, PolicyInfo, PolicyInstance, Setup, MAX_SCORES_PER_BACKEND};
 pub use router::{
     Choice, Counters, PolicyStatus, Rebuild, Router, RouterOptions, SwapReport, BUILTIN_NAME,
     FALLBACK_NAME, TIMING_SAMPLE,

@@ -50,6 +50,25 @@ impl BackendLoads {
     pub(crate) fn probes(&self) -> &ProbeGate {
         &self.probes
     }
+
+    /// A detached copy: today's in-flight counts and probe interval, with a gate of its
+    /// own that accepts probes nobody sends (a rehearsal must look like live traffic, and
+    /// cannot probe).
+    pub(crate) fn copy(&self) -> Self {
+        let copy = BackendLoads {
+            in_flight: self
+                .in_flight
+                .iter()
+                .map(|n| AtomicU32::new(n.load(Ordering::Relaxed)))
+                .collect(),
+            probes: ProbeGate::new(
+                self.in_flight.len(),
+                Duration::from_nanos(self.probes.interval_ns),
+            ),
+        };
+        copy.probes.enable();
+        copy
+    }
 }
 
 /// Whether a policy may probe a backend now: a prober is attached, no probe to that

@@ -32,6 +32,11 @@ pub trait RequestView {
     fn tried(&self) -> &[usize] {
         &[]
     }
+    /// Calls `f` with each header (lower-case name, value readable as text); the router
+    /// keeps a sample of recent requests to rehearse new policies on. None by default.
+    fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
+        let _ = f;
+    }
 }
 
 /// A request with nothing to read, for callers that route without one (benchmarks).
@@ -217,16 +222,25 @@ pub enum FaultKind {
     Memory,
     /// `choose` answered an index that is not a backend.
     BadIndex,
+    /// The policy used more CPU time per second than its budget (calls and the host work
+    /// they cause, summed over one-second windows).
+    Budget,
+    /// The policy asked the host for more than a sandbox bound allows in one call (random
+    /// bytes, a write larger than the stream permits) or returned more than the contract
+    /// allows (scores); the detail names the bound.
+    Limit,
 }
 
 impl FaultKind {
     /// Every kind, in `index()` order: arrays of per-kind values are sized by
     /// `FaultKind::ALL.len()` and indexed by `index()`.
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::Trap,
         FaultKind::Deadline,
         FaultKind::Memory,
         FaultKind::BadIndex,
+        FaultKind::Budget,
+        FaultKind::Limit,
     ];
 
     /// The name used in logs and metrics labels, e.g. "bad_index".
@@ -236,6 +250,8 @@ impl FaultKind {
             FaultKind::Deadline => "deadline",
             FaultKind::Memory => "memory",
             FaultKind::BadIndex => "bad_index",
+            FaultKind::Budget => "cpu_budget",
+            FaultKind::Limit => "limit",
         }
     }
 
@@ -256,21 +272,37 @@ mod tests {
         }
         // A new kind fails to compile here: add it to `ALL` too.
         let listed = |k: FaultKind| match k {
-            FaultKind::Trap | FaultKind::Deadline | FaultKind::Memory | FaultKind::BadIndex => {
-                FaultKind::ALL.contains(&k)
-            }
+            FaultKind::Trap
+            | FaultKind::Deadline
+            | FaultKind::Memory
+            | FaultKind::BadIndex
+            | FaultKind::Budget
+            | FaultKind::Limit => FaultKind::ALL.contains(&k),
         };
         assert!(FaultKind::ALL.iter().all(|&k| listed(k)));
     }
 }
 
-/// The sandbox's limits for one policy instance.
-#[derive(Debug, Clone, Copy)]
+/// The sandbox's limits for one policy instance: what one call, and one second of calls,
+/// may make the host spend. The README's "Sandbox" section lists them with their flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// CPU time a single call may take before it is interrupted.
+    /// CPU time a single call may take, host work on its behalf included, before it is
+    /// interrupted (checked every millisecond; see `sandbox::deadline`).
     pub deadline: Duration,
     /// Linear memory cap.
     pub memory_bytes: usize,
+    /// CPU time the live instance's calls may take within one second of wall time, host
+    /// work included; `None`: unbounded (the simulator, whose time is virtual). A per-call
+    /// deadline alone cannot bound this: 4 ms a call at 250 calls a second is a whole core.
+    pub cpu_budget: Option<Duration>,
+    /// Bytes of stdout + stderr one call may write; the rest of the call's output is
+    /// dropped (and the drop logged).
+    pub log_bytes_per_call: usize,
+    /// Bytes of stdout + stderr an instance may write per second; likewise.
+    pub log_bytes_per_sec: usize,
+    /// Bytes one `wasi:random` call may ask for; more is a [`FaultKind::Limit`] fault.
+    pub random_bytes_per_call: usize,
 }
 
 impl Default for Limits {
@@ -278,6 +310,10 @@ impl Default for Limits {
         Limits {
             deadline: Duration::from_millis(5),
             memory_bytes: 32 << 20,
+            cpu_budget: Some(Duration::from_millis(250)),
+            log_bytes_per_call: 4096,
+            log_bytes_per_sec: 64 << 10,
+            random_bytes_per_call: 4096,
         }
     }
 }

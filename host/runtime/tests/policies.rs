@@ -9,6 +9,9 @@ use switchyard_runtime::{
     Rebuild, Router, RouterOptions, FALLBACK_NAME,
 };
 
+#[path = "policies/sandbox.rs"]
+mod sandbox;
+
 fn wasm(rel: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../policies")
@@ -374,7 +377,7 @@ fn hot_swap_works_between_01_and_02_in_both_directions() {
 /// requests another instance chose.
 fn ledger(r: &Router, now_ns: u64) -> Vec<[f64; 5]> {
     let v: Vec<f64> = r
-        .scores(now_ns)
+        .live_scores(now_ns)
         .unwrap()
         .values
         .iter()

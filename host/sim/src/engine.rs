@@ -157,7 +157,7 @@ pub fn simulate(
         stats,
         warmup_ns,
         end_ns: run.end_ns,
-        scores: router.scores(run.end_ns),
+        scores: router.live_scores(run.end_ns),
         faults: FaultKind::ALL
             .iter()
             .map(|&k| counters.fault_count(k))
@@ -179,6 +179,9 @@ fn router(
         seed: opts.seed,
         limits: Limits {
             deadline: SIM_DEADLINE,
+            // Virtual time: a budget per wall-clock second would make a run depend on
+            // the machine's speed.
+            cpu_budget: None,
             ..Limits::default()
         },
         ..RouterOptions::default()

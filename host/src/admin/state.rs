@@ -113,6 +113,10 @@ pub(super) struct CounterState {
     pub failed_swaps: u64,
     pub rebuilds: u64,
     pub breaker_trips: u64,
+    /// Faults of the display twin behind the scores (routing never notices them).
+    pub display_faults: u64,
+    /// Warm starts cut short by their replay budget.
+    pub replays_cut: u64,
 }
 
 /// Finite or zero: JSON has no NaN.
@@ -234,6 +238,8 @@ impl From<&Counters> for CounterState {
             failed_swaps: load(&c.failed_swaps),
             rebuilds: load(&c.rebuilds),
             breaker_trips: load(&c.breaker_trips),
+            display_faults: load(&c.display_faults),
+            replays_cut: load(&c.replays_cut),
         }
     }
 }

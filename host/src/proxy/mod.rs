@@ -106,6 +106,13 @@ impl RequestView for View<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.req.headers().get(name).and_then(|v| v.to_str().ok())
     }
+    fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (name, value) in self.req.headers() {
+            if let Ok(value) = value.to_str() {
+                f(name.as_str(), value);
+            }
+        }
+    }
 }
 
 async fn handle(

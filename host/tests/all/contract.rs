@@ -38,7 +38,7 @@ async fn response_headers_and_probes_reach_the_policy_over_real_sockets() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let router = &p.shared.router;
     let books: Vec<f64> = router
-        .scores(0)
+        .live_scores(0)
         .unwrap()
         .values
         .iter()

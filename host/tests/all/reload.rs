@@ -344,3 +344,51 @@ fn sighup_reloads_the_policy() {
     assert!(swapped, "no swap logged after SIGHUP");
     assert!(status.success(), "exits cleanly on SIGTERM: {status}");
 }
+
+/// A file beside the policy that is written all the time (the CSV log, as `just
+/// swap-demo` lays it out) must not hold a swap back: only the policy file's own events
+/// restart the debounce. Before, the quiet time never came while the neighbour was busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_file_beside_the_policy_does_not_delay_the_swap() {
+    let a = backend("A", &[0.0]).await;
+    let dir = policy_dir("busy-neighbour");
+    let watched = dir.join("policy.wasm");
+    std::fs::copy(policy("rr.wasm"), &watched).unwrap();
+    let mut args = vec![
+        "--policy".to_string(),
+        watched.display().to_string(),
+        "--no-log".into(),
+    ];
+    args.extend(backend_args(&[&a]));
+    let p = proxy(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    // A neighbour written every 5 ms, ten times the debounce's rate.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (stop.clone(), dir.join("requests.csv"));
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(path).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = writeln!(f, "row");
+                let _ = f.flush();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let changed = Instant::now();
+    replace(&watched, &policy("ewma.wasm"), false);
+    let deadline = changed + Duration::from_secs(3);
+    while &*p.shared.router.status().name != "adaptive_ewma" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = changed.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let name = p.shared.router.status().name.clone();
+    p.shutdown().await.unwrap();
+    assert_eq!(
+        &*name, "adaptive_ewma",
+        "no swap within {took:?} while a neighbour was busy"
+    );
+}

@@ -6,6 +6,7 @@
 //!
 //! The instance speaks whichever contract its component was built against; the
 //! conversions to each version's records are in [`v01`] and [`v02`].
+pub(crate) mod rules;
 mod v01;
 mod v02;
 
@@ -100,6 +101,8 @@ pub struct PolicyInstance {
     /// Unique within its router (never [`Ticket::HOST`](crate::Ticket)), so that an
     /// observation can say whether this instance chose the request.
     id: u64,
+    /// What the last call cost (CPU time, host work included), for the router's budget.
+    last_cost: Duration,
 }
 
 impl PolicyInstance {
@@ -142,9 +145,11 @@ impl PolicyInstance {
             stage,
             reason: first_line(&e),
         };
-        let rejected = |message| LoadError::Rejected {
+        // The policy's own words: escaped and cut, as they reach logs and the admin API.
+        let rejected = |message: String| LoadError::Rejected {
             path: component.path().to_path_buf(),
-            message,
+            message: crate::stderr::escape(&message.chars().take(300).collect::<String>())
+                .into_owned(),
         };
         let (api, info) = match &component.pre {
             Pre::V01(pre) => {
@@ -157,15 +162,29 @@ impl PolicyInstance {
                 (Api::V01(api), info)
             }
             Pre::V02(pre) => {
-                let api = pre
-                    .instantiate(&mut store)
-                    .map_err(|e| faulted("instantiation", e))?;
+                let api = match pre.instantiate(&mut store) {
+                    Ok(api) => api,
+                    Err(e) => {
+                        return Err(match v02::diagnose(pre, &mut store) {
+                            Some(reason) => LoadError::WrongWorld {
+                                path: component.path().to_path_buf(),
+                                reason,
+                            },
+                            None => faulted("instantiation", e),
+                        })
+                    }
+                };
                 let info = v02::configure(&api, &mut store, setup, now_ns)
                     .map_err(|e| faulted("configure", e))?
                     .map_err(rejected)?;
                 (Api::V02(api), info)
             }
         };
+        store.data_mut().finish_call();
+        rules::check(&info).map_err(|message| LoadError::BrokeContract {
+            path: component.path().to_path_buf(),
+            message,
+        })?;
         if info.probe_path.is_some() {
             store.data_mut().allow_probes();
         }
@@ -175,6 +194,7 @@ impl PolicyInstance {
             info,
             backends: setup.backends.len(),
             id,
+            last_cost: Duration::ZERO,
         })
     }
 
@@ -188,6 +208,17 @@ impl PolicyInstance {
         self.id
     }
 
+    /// Makes `host.probe` refuse from now on (display twins).
+    pub(crate) fn forbid_probes(&mut self) {
+        self.store.data_mut().forbid_probes();
+    }
+
+    /// What the last call cost in CPU time, host work included (see `sandbox::deadline`
+    /// for how it is measured).
+    pub fn last_cost(&self) -> Duration {
+        self.last_cost
+    }
+
     /// Asks the policy for the backend of one request (an index into the setup's
     /// backends; an index out of range is a [`FaultKind::BadIndex`] fault).
     pub fn choose(&mut self, req: &dyn RequestView, now_ns: u64) -> Result<usize, Fault> {
@@ -199,6 +230,7 @@ impl PolicyInstance {
             }
             Api::V02(api) => v02::choose(api, &mut self.store, &self.info.headers, req, now_ns),
         };
+        let answer = self.finish(answer);
         match answer {
             Ok(i) if (i as usize) < self.backends => Ok(i as usize),
             Ok(i) => Err(Fault {
@@ -231,7 +263,7 @@ impl PolicyInstance {
             Api::V01(api) => v01::observe(api, &mut self.store, d),
             Api::V02(api) => v02::observe(api, &mut self.store, d),
         };
-        result.map_err(|e| self.fault(e))
+        self.finish(result).map_err(|e| self.fault(e))
     }
 
     /// Delivers a probe's answer (0.2 only: a 0.1 policy cannot have asked).
@@ -241,18 +273,30 @@ impl PolicyInstance {
             Api::V01(_) => Ok(()),
             Api::V02(api) => v02::probed(api, &mut self.store, backend, r),
         };
-        result.map_err(|e| self.fault(e))
+        self.finish(result).map_err(|e| self.fault(e))
     }
 
     /// The policy's per-backend scores, as (backend index, value); entries naming no
-    /// backend are dropped.
+    /// backend are dropped. More than [`MAX_SCORES_PER_BACKEND`] entries per backend is a
+    /// [`FaultKind::Limit`] fault (the list is copied out of the policy before it can be
+    /// counted, so the memory cap is what bounds that copy).
     pub fn scores(&mut self) -> Result<Vec<(usize, f64)>, Fault> {
         self.arm(0);
         let scores = match &self.api {
             Api::V01(api) => v01::scores(api, &mut self.store),
             Api::V02(api) => v02::scores(api, &mut self.store),
+        };
+        let scores = self.finish(scores).map_err(|e| self.fault(e))?;
+        let cap = MAX_SCORES_PER_BACKEND * self.backends.max(1);
+        if scores.len() > cap {
+            return Err(Fault {
+                kind: FaultKind::Limit,
+                detail: format!(
+                    "scores returned {} entries; the contract allows at most {MAX_SCORES_PER_BACKEND} per backend ({cap})",
+                    scores.len()
+                ),
+            });
         }
-        .map_err(|e| self.fault(e))?;
         Ok(scores
             .into_iter()
             .filter(|&(b, _)| (b as usize) < self.backends)
@@ -274,17 +318,35 @@ impl PolicyInstance {
         self.store.set_epoch_deadline(ticks);
     }
 
+    /// Ends a call: notes its cost, and turns a call that finished over its deadline
+    /// (host work after the last check) into a deadline fault.
+    fn finish<T>(&mut self, result: wasmtime::Result<T>) -> wasmtime::Result<T> {
+        let (cost, over) = self.store.data_mut().finish_call();
+        self.last_cost = cost;
+        match result {
+            Ok(_) if over => Err(wasmtime::Error::from(Trap::Interrupt)),
+            other => other,
+        }
+    }
+
     fn fault(&mut self, e: wasmtime::Error) -> Fault {
         let memory = self.store.data_mut().take_memory_hit();
-        let kind = match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => FaultKind::Deadline,
-            _ if memory => FaultKind::Memory,
-            _ => FaultKind::Trap,
+        let limit = self.store.data_mut().take_limit_hit();
+        let (kind, detail) = match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => (
+                FaultKind::Deadline,
+                format!(
+                    "ran past its CPU deadline ({} ms of policy and host work, --policy-deadline)",
+                    self.last_cost.as_secs_f64() * 1e3
+                ),
+            ),
+            _ if memory => (FaultKind::Memory, first_line(&e)),
+            _ => match limit {
+                Some(why) => (FaultKind::Limit, why),
+                None => (FaultKind::Trap, first_line(&e)),
+            },
         };
-        Fault {
-            kind,
-            detail: first_line(&e),
-        }
+        Fault { kind, detail }
     }
 }
 
@@ -308,6 +370,9 @@ fn v01_parts(info: &PolicyInfo, req: &dyn RequestView) -> RequestParts {
     }
 }
 
+/// Score entries a policy may return per backend (the `ledger` fixture uses five).
+pub const MAX_SCORES_PER_BACKEND: usize = 16;
+
 /// Lower-cases the header names a policy gave, for lookups.
 fn lower(names: Vec<String>) -> Vec<String> {
     names.into_iter().map(|h| h.to_ascii_lowercase()).collect()
@@ -315,12 +380,15 @@ fn lower(names: Vec<String>) -> Vec<String> {
 
 /// The root cause (e.g. "wasm trap: interrupt", "unknown import: ..."), without the wasm
 /// backtrace wasmtime wraps around it: one line for the log.
+/// Escaped: a panic message is the policy's text.
 fn first_line(e: &wasmtime::Error) -> String {
     let text = e.root_cause().to_string();
-    text.lines()
+    let line: String = text
+        .lines()
         .next()
         .unwrap_or("")
         .chars()
         .take(300)
-        .collect()
+        .collect();
+    crate::stderr::escape(&line).into_owned()
 }

@@ -136,3 +136,36 @@ fn outcome(o: HostOutcome) -> Outcome {
 fn headers(h: &[(String, String)]) -> Option<Vec<(String, String)>> {
     (!h.is_empty()).then(|| h.to_vec())
 }
+
+/// Which export of a component that failed to instantiate against 0.2 has the wrong type,
+/// as "export `choose`: type mismatch ...". wasmtime's generated bindings look exports up
+/// by name at load and type-check them only at instantiation, with a message that does
+/// not name the function; this checks each one by hand on a raw instance.
+pub(super) fn diagnose(
+    pre: &crate::bindings::v02::RouterPre<StoreState>,
+    store: &mut Store<StoreState>,
+) -> Option<String> {
+    use crate::bindings::v02::exports::switchyard::policy::policy::{PolicyInfo, Score};
+    const INTERFACE: &str = "switchyard:policy/policy@0.2.0";
+    let instance = pre.instance_pre().instantiate(&mut *store).ok()?;
+    let iface = instance.get_export_index(&mut *store, None, INTERFACE)?;
+    macro_rules! check {
+        ($name:literal, $params:ty, $results:ty) => {
+            match instance.get_export_index(&mut *store, Some(&iface), $name) {
+                None => return Some(format!("{INTERFACE} has no export `{}`", $name)),
+                Some(idx) => {
+                    if let Err(e) = instance.get_typed_func::<$params, $results>(&mut *store, &idx)
+                    {
+                        return Some(format!("export `{}` of {INTERFACE}: {e:#}", $name));
+                    }
+                }
+            }
+        };
+    }
+    check!("configure", (&WitSetup,), (Result<PolicyInfo, String>,));
+    check!("choose", (&Request,), (u32,));
+    check!("observe", (&Observation,), ());
+    check!("probed", (&ProbeResult,), ());
+    check!("scores", (), (Vec<Score>,));
+    None
+}

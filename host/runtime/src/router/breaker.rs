@@ -94,25 +94,24 @@ impl Router {
         let Some(component) = self.inner.lock().active.component.clone() else {
             return;
         };
-        let built = self.warm_instance(&component, now_ns, Warmth::Live);
+        let built = self
+            .warm_instance(&component, now_ns, Warmth::Live)
+            .and_then(|mut warm| self.catch_up(&mut warm, &component).map(|()| warm));
         let mut st = self.inner.lock();
         if st.active.generation != generation || st.active.disabled {
             return;
         }
         match built {
-            Ok(mut warm) => {
-                let missed = st.replay.since(warm.seen);
-                let caught_up = missed.iter().all(|o| {
-                    let ok = warm.instance.deliver(o.replayed()).is_ok();
-                    self.release(warm.instance.take_probes());
-                    ok
-                });
-                if caught_up {
-                    st.active.instance = Some(warm.instance);
-                    self.inner.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
-                    return;
+            Ok(warm) => {
+                if warm.cut {
+                    self.inner
+                        .counters
+                        .replays_cut
+                        .fetch_add(1, Ordering::Relaxed);
                 }
-                st.active.disabled = true;
+                st.active.instance = Some(warm.instance);
+                self.inner.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
+                return;
             }
             Err(e) => {
                 st.active.disabled = true;

@@ -26,6 +26,12 @@ pub struct Counters {
     pub rebuilds: AtomicU64,
     /// Times the breaker disabled the policy.
     pub breaker_trips: AtomicU64,
+    /// Faults of the display twin's calls (`scores` for consoles and dashboards): they
+    /// never touch the routing instance nor count toward the breaker.
+    pub display_faults: AtomicU64,
+    /// Warm starts (swaps, rebuilds, display twins) whose replay stopped at its time
+    /// budget before the end of the ring.
+    pub replays_cut: AtomicU64,
     /// Probes the policy asked for that the host sent.
     pub probes_sent: AtomicU64,
     /// Probe answers delivered back (a probe may also time out: that is an answer too).
@@ -100,6 +106,6 @@ mod tests {
         c.count_fault(FaultKind::Memory);
         c.count_fault(FaultKind::BadIndex);
         let counts = FaultKind::ALL.map(|k| c.fault_count(k));
-        assert_eq!(counts, [0, 0, 2, 1]);
+        assert_eq!(counts, [0, 0, 2, 1, 0, 0]);
     }
 }

@@ -18,11 +18,14 @@
 //! start ([`swap`]), the ring of recent observations they replay ([`replay`]), and the
 //! probes policies ask for ([`probes`]).
 mod breaker;
+mod budget;
 mod counters;
+mod display;
 mod options;
 mod probes;
 mod replay;
 pub(crate) mod swap;
+mod traffic;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +38,7 @@ use crate::loads::BackendLoads;
 use crate::types::{Backend, FaultKind, Observation, Origin, Prober, RequestView, Scores, Ticket};
 
 use breaker::FaultWindow;
+use budget::CpuBudget;
 use replay::{Recorded, Replay};
 
 pub use counters::{Counters, TIMING_SAMPLE};
@@ -108,12 +112,16 @@ struct Inner {
     next_id: AtomicU64,
     /// Sends the probes policies ask for; none attached: `host.probe` refuses.
     prober: OnceLock<Arc<dyn Prober>>,
+    /// The display twin behind `scores` (its own lock, never the routing lock's).
+    display: display::DisplayLock,
 }
 
 /// What the router's mutex guards: the live policy and the observations to replay.
 struct RouterState {
     active: Active,
     replay: Replay,
+    /// A sample of recent requests, for rehearsals.
+    traffic: traffic::Traffic,
 }
 
 /// The policy generation in use, with its instance (absent while faulted).
@@ -128,6 +136,8 @@ struct Active {
     loaded_at: SystemTime,
     /// Recent faults, for the breaker.
     faults: FaultWindow,
+    /// What the live calls of this generation spent in the current second.
+    budget: CpuBudget,
     /// The breaker tripped: no instance until the next swap.
     disabled: bool,
     /// From the policy's `policy-info`, kept here so that requests the host routes
@@ -163,7 +173,7 @@ impl Router {
             loads.clone(),
             1,
         )?;
-        let active = Active::new(component, instance, 1);
+        let active = Active::new(component, instance, 1, &options);
         Ok(Router::with(active, setup, options, loads, false))
     }
 
@@ -183,6 +193,7 @@ impl Router {
             generation: 1,
             loaded_at: SystemTime::now(),
             faults: FaultWindow::default(),
+            budget: CpuBudget::new(None),
             disabled: false,
             response_headers: None,
         };
@@ -208,6 +219,7 @@ impl Router {
                 state: Mutex::new(RouterState {
                     active,
                     replay: Replay::new(options.replay),
+                    traffic: Default::default(),
                 }),
                 options,
                 counters: Counters::default(),
@@ -217,6 +229,7 @@ impl Router {
                 // Instance 1 is the first policy's (built before the router).
                 next_id: AtomicU64::new(2),
                 prober: OnceLock::new(),
+                display: Default::default(),
             }),
         }
     }
@@ -248,12 +261,13 @@ impl Router {
         let c = &self.inner.counters;
         let mut st = self.inner.lock();
         let headers = st.active.response_headers.clone();
+        st.traffic.saw(req, now_ns);
         if let Some(instance) = st.active.instance.as_mut() {
             let answer = c.sampled(&c.choose_calls, || instance.choose(req, now_ns));
             let asked = instance.take_probes();
-            match answer {
+            let (chooser, cost) = (instance.id(), instance.last_cost());
+            match st.active.budget.charge(answer, cost) {
                 Ok(backend) => {
-                    let chooser = instance.id();
                     let name = st.active.name.clone();
                     let probes = self.probes(&st, asked, now_ns);
                     drop(st);
@@ -297,7 +311,8 @@ impl Router {
             };
             let result = c.sampled(&c.observe_calls, || instance.deliver(delivery));
             let asked = instance.take_probes();
-            match result {
+            let cost = instance.last_cost();
+            match st.active.budget.charge(result, cost) {
                 Ok(()) => {
                     let probes = self.probes(&st, asked, o.now_ns);
                     st.replay.record(Recorded::new(&ticket, o));
@@ -317,8 +332,11 @@ impl Router {
         st.replay.record(Recorded::new(&ticket, o));
     }
 
-    /// The policy's current scores (None while no instance is live).
-    pub fn scores(&self, now_ns: u64) -> Option<Scores> {
+    /// The routing instance's own scores (None while no instance is live): for tests and
+    /// tools that must read the very instance that routes. A fault here is a routing
+    /// fault (the instance is replaced and counts toward the breaker); displays call
+    /// [`Router::scores`], which never touches the routing instance.
+    pub fn live_scores(&self, now_ns: u64) -> Option<Scores> {
         let mut st = self.inner.lock();
         let label = st.active.score_label.clone();
         let instance = st.active.instance.as_mut()?;
@@ -408,8 +426,14 @@ impl Inner {
 // === impl Active ===
 
 impl Active {
-    fn new(component: Arc<PolicyComponent>, instance: PolicyInstance, generation: u64) -> Self {
+    fn new(
+        component: Arc<PolicyComponent>,
+        instance: PolicyInstance,
+        generation: u64,
+        options: &RouterOptions,
+    ) -> Self {
         Active {
+            budget: CpuBudget::new(options.limits.cpu_budget),
             response_headers: instance.info().response_headers.clone(),
             name: instance.info().name.clone(),
             score_label: instance.info().score_label.clone(),

@@ -21,6 +21,13 @@ pub struct RouterOptions {
     pub limits: Limits,
     /// Recent observations kept to warm-start a new or replacement instance (0: cold start).
     pub replay: usize,
+    /// Wall time a warm start may spend replaying (swaps, rebuilds, and the rehearsal
+    /// each): what is left of the ring when it runs out is not replayed. Off the request
+    /// path; it bounds how long a slow `observe` can delay a swap.
+    pub replay_budget: Duration,
+    /// Wall time one display call ([`Router::scores`](crate::Router::scores)) may spend
+    /// catching the display twin up; the rest is skipped.
+    pub display_budget: Duration,
     /// How a faulted instance is replaced.
     pub rebuild: Rebuild,
     /// This many faults within `breaker_window` disable the policy until the next swap.
@@ -40,6 +47,8 @@ impl Default for RouterOptions {
         RouterOptions {
             limits: Limits::default(),
             replay: 4096,
+            replay_budget: Duration::from_millis(250),
+            display_budget: Duration::from_millis(20),
             rebuild: Rebuild::Background,
             breaker_faults: 5,
             breaker_window: Duration::from_secs(10),

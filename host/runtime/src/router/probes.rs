@@ -59,7 +59,8 @@ impl Router {
         let now_ns = result.now_ns;
         let outcome = instance.probed(backend, &result);
         let asked = instance.take_probes();
-        match outcome {
+        let cost = instance.last_cost();
+        match st.active.budget.charge(outcome, cost) {
             Ok(()) => {
                 let probes = self.probes(&st, asked, now_ns);
                 drop(st);

@@ -72,6 +72,22 @@ impl Replay {
         (self.ring.iter().cloned().collect(), self.seen)
     }
 
+    /// The latest observation of each of `n` backends the ring holds (for rehearsals).
+    pub(super) fn latest_per_backend(&self, n: usize) -> Vec<Option<Observation>> {
+        let mut latest = vec![None; n];
+        for r in self.ring.iter().rev() {
+            if let Some(slot @ None) = latest.get_mut(r.backend) {
+                *slot = Some(r.obs.clone());
+            }
+        }
+        latest
+    }
+
+    /// How many observations were ever recorded.
+    pub(super) fn seen(&self) -> u64 {
+        self.seen
+    }
+
     /// Observations recorded after a snapshot that returned `seen` (as many as the ring
     /// still has: those pushed out since are lost).
     pub(super) fn since(&self, seen: u64) -> Vec<Recorded> {

@@ -1,14 +1,14 @@
 //! Swapping in a new policy: a rehearsal on a throwaway instance, then a warm start from
-//! the recent observations off the routing lock, then a catch-up on what arrived
-//! meanwhile and the switch, under the lock.
+//! the recent observations and a catch-up on what arrived meanwhile, all off the routing
+//! lock and within the replay budget, then the switch under the lock (no policy call).
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{component_path, Active, Router};
+use super::replay::Recorded;
+use super::{Active, Router};
 use crate::component::{LoadError, PolicyComponent};
-use crate::instance::Delivery;
-use crate::instance::{Fault, PolicyInstance};
+use crate::instance::{Delivery, Fault, PolicyInstance};
 use crate::types::{NoRequest, Observation, Origin, Outcome};
 
 /// Result of a successful swap.
@@ -22,6 +22,8 @@ pub struct SwapReport {
     pub took: Duration,
     /// Observations replayed into the new instance from the ring.
     pub replayed: usize,
+    /// The replay budget ran out before the end of the ring (`replayed` is what fit).
+    pub replay_cut: bool,
     /// The new policy's generation.
     pub generation: u64,
 }
@@ -40,14 +42,18 @@ pub(super) struct Warm {
     pub(super) instance: PolicyInstance,
     /// Observations replayed.
     pub(super) replayed: usize,
-    /// The ring's `seen` count at the snapshot, to catch up from.
+    /// The ring's `seen` count it has been fed up to.
     pub(super) seen: u64,
+    /// The replay budget ran out before the end of the ring.
+    pub(super) cut: bool,
+    /// When the warm start began (the replay budget's clock).
+    started: Instant,
 }
 
 impl Router {
     /// Replaces the policy with `component`: rehearsed, then instantiated, configured and
-    /// warm-started off the request path, and switched in under the lock. On error the
-    /// current policy stays, untouched.
+    /// warm-started off the request path, and switched in under the lock (which calls no
+    /// policy). On error the current policy stays, untouched.
     pub fn swap(
         &self,
         component: Arc<PolicyComponent>,
@@ -56,7 +62,8 @@ impl Router {
         let started = Instant::now();
         let result = self
             .rehearse(&component, now_ns)
-            .and_then(|()| self.warm_instance(&component, now_ns, Warmth::Live));
+            .and_then(|()| self.warm_instance(&component, now_ns, Warmth::Live))
+            .and_then(|mut warm| self.catch_up(&mut warm, &component).map(|()| warm));
         let warm = match result {
             Ok(warm) => warm,
             Err(e) => {
@@ -64,31 +71,25 @@ impl Router {
                 return Err(e);
             }
         };
+        if warm.cut {
+            self.inner
+                .counters
+                .replays_cut
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let mut st = self.inner.lock();
-        let mut active = Active::new(component, warm.instance, st.active.generation + 1);
-        let missed = st.replay.since(warm.seen);
-        if let Some(instance) = active.instance.as_mut() {
-            for o in &missed {
-                if instance.deliver(o.replayed()).is_err() {
-                    active.instance = None;
-                    break;
-                }
-            }
-        }
-        if active.instance.is_none() {
-            drop(st);
-            self.record_failed_swap();
-            return Err(LoadError::Faulted {
-                path: component_path(&active),
-                stage: "replay",
-                reason: "observe trapped while catching up".into(),
-            });
-        }
+        let active = Active::new(
+            component,
+            warm.instance,
+            st.active.generation + 1,
+            &self.inner.options,
+        );
         let report = SwapReport {
             from: st.active.name.clone(),
             to: active.name.clone(),
             took: started.elapsed(),
             replayed: warm.replayed,
+            replay_cut: warm.cut,
             generation: active.generation,
         };
         st.active = active;
@@ -110,21 +111,45 @@ impl Router {
     /// replay, then `REHEARSALS` rounds of choose + observe under the real limits. A policy
     /// that traps, loops or leaks memory on its first requests is refused here, and the
     /// running policy keeps routing, instead of faulting on live traffic.
+    ///
+    /// The rounds look like live traffic, so that a policy cannot behave only while it is
+    /// rehearsed: the requests are recent real ones ([`super::traffic`]) at their real
+    /// spacing, each answered like the chosen backend's latest real observation, and the
+    /// in-flight counts are today's. Before any traffic, it falls back to a plain request
+    /// answered in 500 us.
     fn rehearse(&self, component: &PolicyComponent, now_ns: u64) -> Result<(), LoadError> {
-        const REHEARSALS: u64 = 16;
-        let mut instance = self
-            .warm_instance(component, now_ns, Warmth::Rehearsal)?
-            .instance;
+        const REHEARSALS: usize = 16;
+        let mut warm = self.warm_instance(component, now_ns, Warmth::Rehearsal)?;
+        let (recent, observed) = {
+            let st = self.inner.lock();
+            (
+                st.traffic.recent(),
+                st.replay.latest_per_backend(self.backends().len()),
+            )
+        };
         let failed = |f: Fault| LoadError::Faulted {
             path: component.path().to_path_buf(),
             stage: "rehearsal",
             reason: format!("{} ({})", f.detail, f.kind.as_str()),
         };
+        let first_at = recent.first().map_or(0, |r| r.at_ns);
         for i in 0..REHEARSALS {
-            let t = now_ns + i * 1_000_000;
-            let backend = instance.choose(&NoRequest, t).map_err(failed)?;
-            let obs = Observation::new(t + 500_000, 500_000, 200, Outcome::Response);
-            instance
+            let (t, backend) = match recent.get(i % recent.len().max(1)) {
+                Some(req) => {
+                    let t = now_ns + req.at_ns.saturating_sub(first_at) + (i / recent.len()) as u64;
+                    (t, warm.instance.choose(req, t).map_err(failed)?)
+                }
+                None => {
+                    let t = now_ns + i as u64 * 1_000_000;
+                    (t, warm.instance.choose(&NoRequest, t).map_err(failed)?)
+                }
+            };
+            let like = observed.get(backend).and_then(|o| o.as_ref());
+            let mut obs = like
+                .cloned()
+                .unwrap_or_else(|| Observation::new(0, 500_000, 200, Outcome::Response));
+            obs.now_ns = t + obs.latency_ns;
+            warm.instance
                 .deliver(Delivery {
                     backend,
                     attempt: 1,
@@ -137,40 +162,80 @@ impl Router {
     }
 
     /// A new instance of `component`, configured and fed a snapshot of the replay ring
-    /// (taken under the lock, replayed outside it). Probes it asks for meanwhile are not
-    /// sent: replayed time is past.
+    /// (taken under the lock, replayed outside it) within the replay budget. Probes it
+    /// asks for meanwhile are not sent: replayed time is past.
     pub(super) fn warm_instance(
         &self,
         component: &PolicyComponent,
         now_ns: u64,
         warmth: Warmth,
     ) -> Result<Warm, LoadError> {
+        let started = Instant::now();
         let (snapshot, seen) = self.inner.lock().replay.snapshot();
         let (setup, limits) = (&self.inner.setup, self.inner.options.limits);
-        let mut instance = match warmth {
-            Warmth::Live => PolicyInstance::with_host(
-                component,
-                setup,
-                limits,
-                now_ns,
-                self.inner.loads.clone(),
-                self.next_id(),
-            )?,
-            Warmth::Rehearsal => PolicyInstance::new(component, setup, limits, now_ns)?,
+        let loads = match warmth {
+            Warmth::Live => self.inner.loads.clone(),
+            Warmth::Rehearsal => Arc::new(self.inner.loads.copy()),
         };
-        for o in &snapshot {
-            let replayed = instance.deliver(o.replayed());
-            self.release(instance.take_probes());
+        let instance =
+            PolicyInstance::with_host(component, setup, limits, now_ns, loads, self.next_id())?;
+        let mut warm = Warm {
+            instance,
+            replayed: 0,
+            seen,
+            cut: false,
+            started,
+        };
+        self.feed(&mut warm, &snapshot, component)?;
+        Ok(warm)
+    }
+
+    /// Catches `warm` up on what traffic added to the ring since its snapshot, off the
+    /// lock, in passes until a pass finds nothing new (or the budget is spent). Whatever
+    /// arrives between the last pass and the switch is not replayed: a handful of
+    /// observations, against a lock held for the replay of thousands by a slow policy.
+    pub(super) fn catch_up(
+        &self,
+        warm: &mut Warm,
+        component: &PolicyComponent,
+    ) -> Result<(), LoadError> {
+        const PASSES: usize = 8;
+        for _ in 0..PASSES {
+            let (missed, seen) = {
+                let st = self.inner.lock();
+                (st.replay.since(warm.seen), st.replay.seen())
+            };
+            warm.seen = seen;
+            if missed.is_empty() || warm.cut {
+                break;
+            }
+            self.feed(warm, &missed, component)?;
+        }
+        Ok(())
+    }
+
+    /// Replays `observations` into `warm` until the replay budget is spent.
+    fn feed(
+        &self,
+        warm: &mut Warm,
+        observations: &[Recorded],
+        component: &PolicyComponent,
+    ) -> Result<(), LoadError> {
+        let budget = self.inner.options.replay_budget;
+        for o in observations {
+            if warm.started.elapsed() >= budget {
+                warm.cut = true;
+                return Ok(());
+            }
+            let replayed = warm.instance.deliver(o.replayed());
+            self.release(warm.instance.take_probes());
             replayed.map_err(|f| LoadError::Faulted {
                 path: component.path().to_path_buf(),
                 stage: "replay",
-                reason: f.detail,
+                reason: format!("{} ({})", f.detail, f.kind.as_str()),
             })?;
+            warm.replayed += 1;
         }
-        Ok(Warm {
-            instance,
-            replayed: snapshot.len(),
-            seen,
-        })
+        Ok(())
     }
 }

@@ -1,84 +1,120 @@
 //! The per-call CPU deadline, and the epoch ticker that makes it fire.
 //!
 //! [`Deadline`] is the one place that converts between durations and epoch ticks: the
-//! ticker's period is [`TICK`], and a deadline given as a [`Duration`] becomes windows of
-//! whole ticks here, never at a call site.
-use std::time::Duration;
+//! ticker's period is [`TICK`], and the engine checks a call's deadline once per tick.
+//!
+//! A deadline is CPU time, host work included, not wall time: on a busy machine a thread
+//! can lose the CPU for milliseconds in the middle of a healthy call. Reading the thread's
+//! CPU clock costs a system call (about 0.3 us here, more than a whole cheap policy call),
+//! so it is read only at the ticks a call lives through, never at the start of a call:
+//! - until the first tick, the call is charged its wall time, but at most one tick (it
+//!   cannot have run for longer than the wall time, and a call preempted before its first
+//!   tick must not be charged the preemption);
+//! - from then on, the thread's CPU clock, read at each tick.
+//!
+//! So the tolerance is one tick either way: a call is interrupted once it has used its
+//! deadline, checked every millisecond, so it runs at most `deadline + 1 ms` of CPU; a
+//! call that uses less than `deadline - 1 ms` is never interrupted. A hard cap of
+//! `WALL_CAP` times the deadline bounds the wall time of a call whose thread is starved.
+//! [`Deadline::finish`] returns what the call cost, for the per-second budget.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, UpdateDeadline};
 
-/// The epoch ticker's period; deadlines are whole ticks.
-const TICK: Duration = Duration::from_millis(1);
+/// The epoch ticker's period: how often a running call's deadline is checked.
+pub(crate) const TICK: Duration = Duration::from_millis(1);
 
-/// Ticks that instantiation and the first call (`configure`) get before their first
-/// check, whatever the per-call deadline: they may do one-time work (500 ms).
-const SETUP_TICKS: u64 = 500;
+/// What instantiation and the first call (`configure`) may use, whatever the per-call
+/// deadline: they may do one-time work.
+const SETUP: Duration = Duration::from_millis(500);
 
-/// A hard cap on the windows of one call, which bounds its wall time even when the
-/// thread is descheduled for every window.
-const MAX_WINDOWS: u32 = 20;
+/// A call's wall time may reach this many times its deadline before it is interrupted
+/// whatever its CPU time (a starved thread must still give the lock back).
+const WALL_CAP: u32 = 10;
 
-/// The CPU deadline of one call, in windows of epoch ticks.
-///
-/// Epoch ticks measure wall time, and on a busy machine a thread can lose the CPU for
-/// milliseconds in the middle of a healthy call. So a deadline is checked in two halves:
-/// when a window of ticks ends, the thread's CPU time is noted; when the next one ends,
-/// the call is interrupted only if the thread was actually running for at least half of
-/// that window. A policy spinning in a loop is stopped at about the deadline; one that
-/// was merely descheduled is not. A hard cap of `MAX_WINDOWS` windows bounds the wall time.
+/// The CPU deadline of one call.
 #[derive(Debug)]
 pub(super) struct Deadline {
-    /// Half the per-call deadline, in whole ticks (at least one).
-    window_ticks: u64,
-    /// `window_ticks` as a duration, to compare with CPU time.
-    window: Duration,
-    /// The thread's CPU time when the previous window of this call ended.
-    cpu_mark: Option<Duration>,
-    /// Windows of this call that have ended.
-    windows: u32,
+    /// The per-call deadline.
+    limit: Duration,
+    /// The deadline of the call in progress (`limit`, or `SETUP` for set-up calls).
+    this_call: Duration,
+    /// When the call in progress started.
+    started: Instant,
+    /// CPU time charged up to the first tick (its wall time, at most one tick), once
+    /// that tick has come.
+    before_first_tick: Option<Duration>,
+    /// The thread's CPU clock at the call's first tick.
+    cpu_mark: Duration,
 }
 
 impl Deadline {
-    /// The deadline for calls that may use `limit` of CPU time: two windows of half of it.
+    /// The deadline for calls that may use `limit` of CPU time.
     pub(super) fn new(limit: Duration) -> Self {
-        let window_ticks = (limit.as_nanos() / TICK.as_nanos() / 2).max(1) as u64;
         Deadline {
-            window_ticks,
-            window: TICK * window_ticks as u32,
-            cpu_mark: None,
-            windows: 0,
+            limit,
+            this_call: limit,
+            started: Instant::now(),
+            before_first_tick: None,
+            cpu_mark: Duration::ZERO,
         }
     }
 
     /// Starts a new call's deadline; returns the ticks until its first check.
     pub(super) fn arm(&mut self) -> u64 {
-        self.cpu_mark = None;
-        self.windows = 0;
-        self.window_ticks
+        self.arm_for(self.limit)
     }
 
-    /// Like [`Deadline::arm`], for instantiation and `configure`: the first check comes
-    /// after at least `SETUP_TICKS`.
+    /// Like [`Deadline::arm`], for instantiation and `configure`, which get at least
+    /// `SETUP`.
     pub(super) fn arm_setup(&mut self) -> u64 {
-        self.arm().max(SETUP_TICKS)
+        self.arm_for(self.limit.max(SETUP))
     }
 
-    /// Called by the engine when a window ends: interrupt, or give the call another window.
+    fn arm_for(&mut self, limit: Duration) -> u64 {
+        self.this_call = limit;
+        self.started = Instant::now();
+        self.before_first_tick = None;
+        1
+    }
+
+    /// Called by the engine at each tick a call lives through: interrupt it, or check
+    /// again at the next tick.
     pub(super) fn on_expiry(&mut self) -> UpdateDeadline {
-        self.check(thread_cpu_time())
-    }
-
-    /// [`Deadline::on_expiry`] with the thread's CPU time `cpu` passed in (tests fake it).
-    fn check(&mut self, cpu: Duration) -> UpdateDeadline {
-        self.windows += 1;
-        let busy = self
-            .cpu_mark
-            .is_some_and(|mark| cpu.saturating_sub(mark) >= self.window / 2);
-        if busy || self.windows >= MAX_WINDOWS {
+        let used = self.used(thread_cpu_time(), self.started.elapsed());
+        let wall_cap = self.this_call.saturating_mul(WALL_CAP);
+        if used >= self.this_call || self.started.elapsed() >= wall_cap {
             return UpdateDeadline::Interrupt;
         }
-        self.cpu_mark = Some(cpu);
-        UpdateDeadline::Continue(self.window_ticks)
+        UpdateDeadline::Continue(1)
+    }
+
+    /// The CPU time the call has used, given the thread's CPU clock `cpu` and the call's
+    /// wall time `wall` now (tests pass them in).
+    fn used(&mut self, cpu: Duration, wall: Duration) -> Duration {
+        match self.before_first_tick {
+            None => {
+                let charged = wall.min(TICK);
+                self.before_first_tick = Some(charged);
+                self.cpu_mark = cpu;
+                charged
+            }
+            Some(charged) => charged + cpu.saturating_sub(self.cpu_mark),
+        }
+    }
+
+    /// Ends the call: what it cost (policy and host work), and whether that was over its
+    /// deadline (host work after the last check can push it over). A call that saw no
+    /// tick is charged its wall time, at most one tick, and reads no clock but the
+    /// monotonic one.
+    pub(super) fn finish(&mut self) -> (Duration, bool) {
+        let wall = self.started.elapsed();
+        if self.before_first_tick.is_none() {
+            return (wall.min(TICK), false);
+        }
+        let used = self.used(thread_cpu_time(), wall);
+        (used, used > self.this_call + TICK)
     }
 }
 
@@ -100,9 +136,28 @@ fn thread_cpu_time() -> Duration {
     Duration::from_secs(u64::MAX / 4)
 }
 
+/// Ticks since the first runtime started: a millisecond clock that costs a relaxed load,
+/// for the per-second CPU budget. One thread for the process advances it, however many
+/// engines (and epoch tickers) there are.
+static TICKS: AtomicU64 = AtomicU64::new(0);
+static CLOCK: std::sync::Once = std::sync::Once::new();
+
+/// See [`TICKS`].
+pub(crate) fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}
+
 /// Starts the thread that advances the engine's epoch every [`TICK`], which is what makes
 /// call deadlines fire. It stops by itself when the engine is dropped.
 pub(crate) fn start_epoch_ticker(engine: &Engine) {
+    CLOCK.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("policy-clock".into())
+            .spawn(|| loop {
+                std::thread::sleep(TICK);
+                TICKS.fetch_add(1, Ordering::Relaxed);
+            });
+    });
     let weak = engine.weak();
     let _ = std::thread::Builder::new()
         .name("policy-epoch".into())
@@ -121,69 +176,53 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn continues(u: &UpdateDeadline, ticks: u64) -> bool {
-        matches!(u, UpdateDeadline::Continue(t) if *t == ticks)
-    }
-
     #[test]
-    fn windows_are_half_the_deadline_in_whole_ticks() {
-        let d = Deadline::new(5 * MS);
-        assert_eq!((d.window_ticks, d.window), (2, 2 * MS));
-        let d = Deadline::new(Duration::from_micros(2500));
-        assert_eq!((d.window_ticks, d.window), (1, MS));
-        // Below two ticks, still one tick per window.
-        assert_eq!(Deadline::new(Duration::ZERO).window_ticks, 1);
-        assert_eq!(Deadline::new(MS).window_ticks, 1);
-    }
-
-    #[test]
-    fn setup_gets_more_room_but_not_less_than_a_window() {
-        assert_eq!(Deadline::new(5 * MS).arm_setup(), SETUP_TICKS);
-        assert_eq!(Deadline::new(5 * MS).arm(), 2);
-        let long = Duration::from_secs(2);
-        assert_eq!(Deadline::new(long).arm_setup(), 1000);
-    }
-
-    #[test]
-    fn a_running_call_is_interrupted_at_the_second_window() {
-        let mut d = Deadline::new(4 * MS);
+    fn until_the_first_tick_a_call_is_charged_its_wall_time_at_most_one_tick() {
+        let mut d = Deadline::new(5 * MS);
         d.arm();
-        // The first window only notes the CPU time.
-        assert!(continues(&d.check(10 * MS), 2));
-        // The thread ran for the whole second window: stop it.
-        assert!(matches!(d.check(12 * MS), UpdateDeadline::Interrupt));
+        // Preempted for 30 ms before its first tick: charged one tick, not 30 ms.
+        assert_eq!(d.used(100 * MS, 30 * MS), MS);
+        // From then on, the CPU clock: 3 ms more of CPU, whatever the wall time.
+        assert_eq!(d.used(103 * MS, 90 * MS), 4 * MS);
+        let mut d = Deadline::new(5 * MS);
+        d.arm();
+        assert_eq!(
+            d.used(7 * MS, Duration::from_micros(300)),
+            Duration::from_micros(300)
+        );
     }
 
     #[test]
-    fn half_a_window_of_cpu_is_enough_to_interrupt() {
-        let mut d = Deadline::new(4 * MS);
+    fn a_call_under_its_deadline_minus_a_tick_is_never_interrupted() {
+        // Charged at most one tick before the first, then exact: 3.9 ms of CPU on a 5 ms
+        // deadline passes even when the worst case is charged up front.
+        let mut d = Deadline::new(5 * MS);
         d.arm();
-        assert!(continues(&d.check(10 * MS), 2));
-        assert!(matches!(d.check(11 * MS), UpdateDeadline::Interrupt));
+        assert!(d.used(Duration::ZERO, 50 * MS) < 5 * MS);
+        assert!(d.used(Duration::from_micros(2900), 60 * MS) < 5 * MS);
     }
 
     #[test]
-    fn a_descheduled_call_gets_more_windows_up_to_the_cap() {
-        let mut d = Deadline::new(4 * MS);
+    fn setup_calls_get_more_room() {
+        let mut d = Deadline::new(5 * MS);
+        assert_eq!(d.arm_setup(), 1);
+        assert_eq!(d.this_call, SETUP);
         d.arm();
-        let mut cpu = 10 * MS;
-        for _ in 1..MAX_WINDOWS {
-            // Less than half a window of CPU each time: the thread was not running.
-            cpu += Duration::from_micros(900);
-            assert!(continues(&d.check(cpu), 2));
-        }
-        assert!(matches!(d.check(cpu), UpdateDeadline::Interrupt));
+        assert_eq!(d.this_call, 5 * MS);
+        let mut long = Deadline::new(Duration::from_secs(2));
+        long.arm_setup();
+        assert_eq!(long.this_call, Duration::from_secs(2));
     }
 
     #[test]
     fn arming_starts_a_fresh_call() {
-        let mut d = Deadline::new(4 * MS);
+        let mut d = Deadline::new(5 * MS);
         d.arm();
-        assert!(continues(&d.check(10 * MS), 2));
-        // A new call: its first window notes the CPU time again instead of comparing
-        // with the previous call's mark.
-        assert_eq!(d.arm(), 2);
-        assert!(continues(&d.check(50 * MS), 2));
-        assert_eq!(d.windows, 1);
+        d.used(10 * MS, MS);
+        d.arm();
+        assert_eq!(d.before_first_tick, None);
+        // A call that saw no tick is charged its wall time and is never over.
+        let (cost, over) = d.finish();
+        assert!(cost <= TICK && !over);
     }
 }

@@ -5,6 +5,7 @@ use wasmtime::component::Linker;
 use wasmtime::Engine;
 use wasmtime_wasi::p2::bindings::sync::io::{poll, streams};
 
+use super::random::CappedRandom;
 use super::wasi_io::{ErrorIo, SyncIo, Table};
 use super::StoreState;
 
@@ -30,14 +31,9 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
         &mut l,
         |t: &mut StoreState| t.filesystem(),
     )?;
-    random::random::add_to_linker::<_, wasmtime_wasi::random::WasiRandom>(
-        &mut l,
-        |t: &mut StoreState| t.wasi.random(),
-    )?;
-    random::insecure::add_to_linker::<_, wasmtime_wasi::random::WasiRandom>(
-        &mut l,
-        |t: &mut StoreState| t.wasi.random(),
-    )?;
+    // Bounded per call (`Limits::random_bytes_per_call`); see `random::Capped`.
+    random::random::add_to_linker::<_, CappedRandom>(&mut l, |t: &mut StoreState| t.random())?;
+    random::insecure::add_to_linker::<_, CappedRandom>(&mut l, |t: &mut StoreState| t.random())?;
     random::insecure_seed::add_to_linker::<_, wasmtime_wasi::random::WasiRandom>(
         &mut l,
         |t: &mut StoreState| t.wasi.random(),
@@ -91,19 +87,38 @@ const LINKED: &[&str] = &[
     "wasi:io/streams",
 ];
 
+/// An import the sandbox does not provide, found at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unprovided {
+    /// A WASI interface the sandbox denies (sockets, HTTP, ...).
+    Wasi(String),
+    /// Neither WASI nor the contract's own `host` interface: no host provides it.
+    Unknown(String),
+}
+
+/// The contract's own imports, any version: its `types` (type-only, nothing to link)
+/// and 0.2's `host` interface.
+const CONTRACT: &[&str] = &["switchyard:policy/types", "switchyard:policy/host"];
+
 /// The first import of `component` that the sandbox does not provide, if any (e.g. a
 /// policy that uses `std::net` imports `wasi:sockets/tcp`).
-pub(crate) fn forbidden_import(
+pub(crate) fn unprovided_import(
     component: &wasmtime::component::Component,
     engine: &Engine,
-) -> Option<String> {
+) -> Option<Unprovided> {
     let ty = component.component_type();
     let names: Vec<String> = ty
         .imports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    names.into_iter().find(|name| {
-        let unversioned = name.split('@').next().unwrap_or(name);
-        !LINKED.contains(&unversioned) && unversioned.starts_with("wasi:")
+    names.into_iter().find_map(|name| {
+        let unversioned = name.split('@').next().unwrap_or(&name);
+        if LINKED.contains(&unversioned) || CONTRACT.contains(&unversioned) {
+            None
+        } else if unversioned.starts_with("wasi:") {
+            Some(Unprovided::Wasi(name))
+        } else {
+            Some(Unprovided::Unknown(name))
+        }
     })
 }

@@ -5,9 +5,10 @@
 //! - `wasi:clocks`: frozen at zero ([`clocks`]). Time reaches a policy as `now-ns` in each
 //!   call, so the simulator can run it in virtual time.
 //! - `wasi:random`: a deterministic stream from the policy's seed ([`random`]; std's
-//!   `HashMap` needs it).
-//! - `wasi:cli` stdout/stderr: line-buffered into the host's log with the policy's name;
-//!   stdin is empty, the environment and arguments are empty, `exit` traps.
+//!   `HashMap` needs it), at most `Limits::random_bytes_per_call` bytes a call.
+//! - `wasi:cli` stdout/stderr: line-buffered into the host's log with the policy's name,
+//!   within the byte caps of [`crate::stderr`]; stdin is empty, the environment and
+//!   arguments are empty, `exit` traps.
 //! - `wasi:filesystem/preopens`: an empty list, so `std::fs` fails with an error instead
 //!   of trapping.
 //! - `wasi:filesystem/types`: wasmtime-wasi's sync bindings, which would block on a Tokio
@@ -45,8 +46,8 @@ use clocks::FrozenClock;
 use deadline::Deadline;
 use memory::MemoryCap;
 
-pub(crate) use deadline::start_epoch_ticker;
-pub(crate) use imports::{forbidden_import, linker};
+pub(crate) use deadline::{start_epoch_ticker, ticks};
+pub(crate) use imports::{linker, unprovided_import, Unprovided};
 
 /// Per-store data: the WASI context, the resource table, the memory limiter and the
 /// state of the CPU deadline.
@@ -55,6 +56,12 @@ pub(crate) struct StoreState {
     table: ResourceTable,
     limiter: MemoryCap,
     deadline: Deadline,
+    /// The policy's stdout/stderr, to reset its per-call allowance.
+    log: LogStream,
+    /// The most one `wasi:random` call may ask for.
+    random_cap: u64,
+    /// Why a host import refused a call (a sandbox bound), for the fault's kind and detail.
+    limit_hit: Option<String>,
     /// The router's per-backend counters, read by `host.in-flight`.
     loads: Arc<BackendLoads>,
     /// The `now-ns` of the call in progress, for the probe gate's rate limit.
@@ -69,10 +76,10 @@ impl StoreState {
     /// The sandbox of one instance: its log lines are prefixed with `label`, its random
     /// stream comes from `seed`, and `limits` bound each call.
     pub(crate) fn new(label: &str, seed: u64, limits: Limits, loads: Arc<BackendLoads>) -> Self {
-        let log = LogStream::new(label);
+        let log = LogStream::new(label, limits.log_bytes_per_call, limits.log_bytes_per_sec);
         let wasi = WasiCtx::builder()
             .stdout(log.clone())
-            .stderr(log)
+            .stderr(log.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
             .secure_random(random::stream(seed))
@@ -85,6 +92,9 @@ impl StoreState {
             table: ResourceTable::new(),
             limiter: MemoryCap::new(limits.memory_bytes),
             deadline: Deadline::new(limits.deadline),
+            log,
+            random_cap: limits.random_bytes_per_call as u64,
+            limit_hit: None,
             loads,
             now_ns: 0,
             may_probe: false,
@@ -102,14 +112,38 @@ impl StoreState {
         self.may_probe = true;
     }
 
+    /// Makes `host.probe` refuse.
+    pub(crate) fn forbid_probes(&mut self) {
+        self.may_probe = false;
+    }
+
     /// The probes accepted since the last call to this; each must be sent or released.
     pub(crate) fn take_probes(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.probes)
     }
 
-    /// Starts a new call's deadline; returns the ticks until its first check.
+    /// Starts a new call's deadline and output allowance; returns the ticks until its
+    /// first check.
     pub(crate) fn arm_deadline(&mut self) -> u64 {
+        self.log.start_call();
         self.deadline.arm()
+    }
+
+    /// Ends a call: what it cost in CPU time (policy and host work), and whether that was
+    /// over its deadline.
+    pub(crate) fn finish_call(&mut self) -> (std::time::Duration, bool) {
+        self.deadline.finish()
+    }
+
+    /// The sandbox bound a host import refused since the last call of this, if any.
+    pub(crate) fn take_limit_hit(&mut self) -> Option<String> {
+        if self.log.take_violation() {
+            return Some(format!(
+                "a write to stdout/stderr over the {} bytes check-write permits",
+                crate::stderr::WRITE_MAX
+            ));
+        }
+        self.limit_hit.take()
     }
 
     /// Starts the deadline of instantiation and `configure`, which get more room for
@@ -121,6 +155,15 @@ impl StoreState {
     /// For `Store::epoch_deadline_callback`.
     pub(crate) fn on_deadline(&mut self) -> wasmtime::UpdateDeadline {
         self.deadline.on_expiry()
+    }
+
+    /// The random context with its per-call cap, for the linker.
+    fn random(&mut self) -> random::Capped<'_> {
+        random::Capped {
+            ctx: self.wasi.random(),
+            cap: self.random_cap,
+            hit: &mut self.limit_hit,
+        }
     }
 
     /// For `Store::limiter`.

@@ -1,6 +1,62 @@
 //! `wasi:random` for policies: a deterministic stream from the policy's seed, so that a
 //! policy (and std's `HashMap` inside it) behaves the same in every run of a simulation.
+//!
+//! Each call may ask for at most `Limits::random_bytes_per_call` bytes: generating them is
+//! host work no deadline can interrupt, so a policy asking for megabytes per call would
+//! slow the proxy without ever faulting. More is a `Limit` fault that names the bound.
+use wasmtime::component::HasData;
+use wasmtime_wasi::p2::bindings::random::{insecure, random};
+use wasmtime_wasi::random::WasiRandomCtx;
 use wasmtime_wasi::Deterministic;
+
+/// `wasi:random`'s `random` and `insecure` interfaces, bounded per call; the seed
+/// interface is wasmtime-wasi's own.
+pub(super) struct CappedRandom;
+
+impl HasData for CappedRandom {
+    type Data<'a> = Capped<'a>;
+}
+
+/// The store's random context, with its per-call cap and where a refusal is noted.
+pub(super) struct Capped<'a> {
+    pub(super) ctx: &'a mut WasiRandomCtx,
+    pub(super) cap: u64,
+    pub(super) hit: &'a mut Option<String>,
+}
+
+impl Capped<'_> {
+    fn check(&mut self, len: u64) -> wasmtime::Result<()> {
+        if len <= self.cap {
+            return Ok(());
+        }
+        let why = format!(
+            "asked wasi:random for {len} bytes in one call; the sandbox gives at most {} (--policy-random-bytes)",
+            self.cap
+        );
+        *self.hit = Some(why.clone());
+        Err(wasmtime::format_err!(why))
+    }
+}
+
+impl random::Host for Capped<'_> {
+    fn get_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        self.check(len)?;
+        random::Host::get_random_bytes(self.ctx, len)
+    }
+    fn get_random_u64(&mut self) -> wasmtime::Result<u64> {
+        random::Host::get_random_u64(self.ctx)
+    }
+}
+
+impl insecure::Host for Capped<'_> {
+    fn get_insecure_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        self.check(len)?;
+        insecure::Host::get_insecure_random_bytes(self.ctx, len)
+    }
+    fn get_insecure_random_u64(&mut self) -> wasmtime::Result<u64> {
+        insecure::Host::get_insecure_random_u64(self.ctx)
+    }
+}
 
 /// Bytes in the stream before it repeats.
 const STREAM_BYTES: usize = 256;

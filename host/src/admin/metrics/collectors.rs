@@ -213,6 +213,16 @@ impl Collector for RouterCollector {
                 &c.breaker_trips,
             ),
             (
+                "policy_display_faults",
+                "Faults of the display twin behind scores (routing is not affected).",
+                &c.display_faults,
+            ),
+            (
+                "policy_replays_cut",
+                "Warm starts whose replay stopped at the replay or display budget.",
+                &c.replays_cut,
+            ),
+            (
                 "policy_probes_sent",
                 "Probes a policy asked for (host.probe) that the proxy sent.",
                 &c.probes_sent,
