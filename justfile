@@ -205,3 +205,8 @@ bench-overhead: build
     bash host/benches/overhead.sh
     # --workspace: the feature set of `just build`, so wasmtime is not compiled again.
     cargo bench --workspace --bench policy_call -- --noplot 2>/dev/null | grep -E '^choose|time:|^paired'
+
+# What a policy at each sandbox bound costs: the hostile fixture at each bound against
+# rr.wasm (paired rounds, zero-latency backend), then p99 on the study's workload.
+bench-sandbox: build build-fixtures
+    bash host/benches/sandbox.sh

@@ -53,7 +53,7 @@ async fn admin(
     (status, ctype, String::from_utf8_lossy(&body).into_owned())
 }
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     admin(addr, "GET", path, &[], "").await
 }
 

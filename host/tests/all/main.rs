@@ -14,4 +14,5 @@ mod contract;
 mod h2c;
 mod proxy;
 mod reload;
+mod sandbox;
 mod simulate;

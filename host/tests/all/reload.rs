@@ -188,6 +188,8 @@ async fn hostile_policy_files_leave_the_running_policy_in_place() {
         "loop-forever",
         "grow-memory",
         "open-file",
+        "made-up-import",
+        "wrong-choose",
     ];
     let mut cases: Vec<(String, Vec<u8>)> = bytes_cases
         .into_iter()
