@@ -36,7 +36,8 @@ on_cpu0() { exec taskset -c 0 "$@"; }
 #     drops most of it); random-4096: the per-call cap of wasi:random;
 #   spin-4ms: 4 ms of CPU per choose, just under the 5 ms deadline (over the budget:
 #     it must be faulted and disabled); spin-4us / observe-spin-4us: a few microseconds
-#     a call, near the 250 ms/s budget at these rates; scores-48: the scores cap, with
+#     a call, over the 100 ms/s budget at these rates; scores-16: the scores cap (one
+#     backend here), with
 #     the dashboard's sampler asking every second; name-64: the longest name.
 configs=(
   "rr.wasm|"
@@ -48,7 +49,7 @@ configs=(
   "spin-4ms|spin=2500000"
   "spin-4us|spin=3000"
   "observe-spin-4us|observe-spin=3000"
-  "scores-48|scores=48"
+  "scores-16|scores=16"
   "name-64|name-bytes=64"
 )
 
@@ -63,7 +64,7 @@ for c in "${configs[@]}"; do
   flags=()
   for a in $args; do flags+=(--policy-arg "$a"); done
   admin=(--no-admin)
-  [ "$name" = scores-48 ] && admin=(--admin 127.0.0.1:$((port + 100)))
+  [ "$name" = scores-16 ] && admin=(--admin 127.0.0.1:$((port + 100)))
   on_cpu0 ./target/release/switchyard --threads 1 --no-log --no-watch "${admin[@]}" --listen 127.0.0.1:$port \
     --backend http://127.0.0.1:$be --policy "$policy" "${flags[@]}" > "$out/switchyard-$name.txt" 2>&1 & pids+=($!)
   PORT[$name]=$port

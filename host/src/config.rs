@@ -198,7 +198,7 @@ fn check_sandbox_bounds(args: &ServeArgs) -> Result<(), UsageError> {
             args.policy_cpu_budget,
             ms(1),
             ms(60_000),
-            "250ms",
+            "100ms",
         ),
         (
             "--replay-budget",
@@ -258,7 +258,12 @@ fn router_options(args: &ServeArgs, now: SystemTime) -> RouterOptions {
         limits: Limits {
             deadline: args.policy_deadline,
             memory_bytes: (args.policy_memory_mib as usize) << 20,
-            cpu_budget: Some(args.policy_cpu_budget),
+            // Per worker thread: throughput, and so a healthy policy's CPU time per
+            // second, grows with the threads (the limit is what keeps the policy's share).
+            cpu_budget: Some(
+                args.policy_cpu_budget
+                    .saturating_mul(u32::try_from(worker_threads(args)).unwrap_or(u32::MAX)),
+            ),
             log_bytes_per_call: args.policy_log_bytes_per_call,
             log_bytes_per_sec: args.policy_log_bytes_per_sec,
             random_bytes_per_call: args.policy_random_bytes,
@@ -280,11 +285,15 @@ fn upstream_options(args: &ServeArgs) -> UpstreamOptions {
         body_timeout: args.body_timeout,
         h2_keepalive: Some(args.h2_keepalive).filter(|d| !d.is_zero()),
         // One HTTP/2 connection per worker thread spreads the framing work.
-        h2_connections: args
-            .threads
-            .map(usize::from)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        h2_connections: worker_threads(args),
     }
+}
+
+/// The proxy's worker threads: `--threads`, or one per core.
+fn worker_threads(args: &ServeArgs) -> usize {
+    args.threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `logs/<policy>_<upstream>_<UTC time>.csv`
@@ -418,6 +427,58 @@ mod tests {
         for bad in ["0s", "60001ms"] {
             let err = config(&["--probe-timeout", bad]).unwrap_err();
             assert!(err.to_string().contains("--probe-timeout"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sandbox_bounds_have_defaults_and_are_checked_at_their_limits() {
+        let c = config(&["--threads", "2"]).unwrap();
+        let l = c.router.limits;
+        assert_eq!(l.deadline, Duration::from_millis(5));
+        // 100 ms per second per worker thread.
+        assert_eq!(l.cpu_budget, Some(Duration::from_millis(200)));
+        assert_eq!(
+            (
+                l.log_bytes_per_call,
+                l.log_bytes_per_sec,
+                l.random_bytes_per_call
+            ),
+            (4096, 65536, 4096)
+        );
+        assert_eq!(c.router.replay_budget, Duration::from_millis(250));
+        assert_eq!(c.router.display_budget, Duration::from_millis(20));
+        let ok = config(&[
+            "--threads",
+            "1",
+            "--policy-deadline",
+            "1s",
+            "--policy-cpu-budget",
+            "1ms",
+            "--replay-budget",
+            "0s",
+            "--display-budget",
+            "1s",
+            "--policy-random-bytes",
+            "16777216",
+        ])
+        .unwrap();
+        assert_eq!(ok.router.limits.cpu_budget, Some(Duration::from_millis(1)));
+        for (flag, bad) in [
+            ("--policy-deadline", "1001ms"),
+            ("--policy-deadline", "999us"),
+            ("--policy-cpu-budget", "0s"),
+            ("--policy-cpu-budget", "61s"),
+            ("--replay-budget", "61s"),
+            ("--display-budget", "1001ms"),
+            ("--policy-log-bytes-per-call", "16777217"),
+            ("--policy-log-bytes-per-sec", "16777217"),
+            ("--policy-random-bytes", "16777217"),
+        ] {
+            let err = config(&[flag, bad]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(flag) && err.contains("use e.g."),
+                "{flag} {bad}: {err}"
+            );
         }
     }
 }

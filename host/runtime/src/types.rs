@@ -310,7 +310,7 @@ impl Default for Limits {
         Limits {
             deadline: Duration::from_millis(5),
             memory_bytes: 32 << 20,
-            cpu_budget: Some(Duration::from_millis(250)),
+            cpu_budget: Some(Duration::from_millis(100)),
             log_bytes_per_call: 4096,
             log_bytes_per_sec: 64 << 10,
             random_bytes_per_call: 4096,

@@ -81,7 +81,7 @@ mod tests {
     fn spending_within_a_window_adds_up_to_the_budget() {
         let mut b = CpuBudget::new(Some(250 * MS));
         b.window_start = 0;
-        // 62 calls of 4 ms: 248 ms, within budget; the 63rd goes over.
+        // With a 250 ms budget: 62 calls of 4 ms: 248 ms, within budget; the 63rd goes over.
         for i in 0..62 {
             assert!(b.add(i * 4, 4 * MS, 250 * MS).is_none(), "call {i}");
         }

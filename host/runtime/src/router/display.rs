@@ -5,7 +5,9 @@
 //! a component instance unusable, so the call cannot be made on the routing instance
 //! itself. Instead each generation gets a display twin: a second instance, configured
 //! like the first and fed the same observations from the replay ring (as replays) at
-//! each display call, off the routing lock and within `RouterOptions::display_budget`.
+//! each display call (the newest `DISPLAY_CATCH_UP`: the latest observations settle the
+//! current scores, and displays ask every second), off the routing lock and within
+//! `RouterOptions::display_budget`.
 //! Its scores are the routing instance's as far as they follow from the observations
 //! (EWMA, SMA, peak-EWMA); state that follows from `choose` alone (a round-robin counter)
 //! is not mirrored. The twin shares the host's in-flight counts, may not probe, and its
@@ -19,6 +21,9 @@ use std::time::Instant;
 use super::Router;
 use crate::instance::PolicyInstance;
 use crate::types::Scores;
+
+/// Observations a display call feeds its twin at most (the newest ones).
+const DISPLAY_CATCH_UP: usize = 256;
 
 /// The display twin of the current generation, if built.
 #[derive(Default)]
@@ -93,7 +98,10 @@ impl Router {
         let twin = display.twin.as_mut()?;
         let (missed, seen) = {
             let st = self.inner.lock();
-            (st.replay.since(twin.seen), st.replay.seen())
+            (
+                st.replay.newest_since(twin.seen, DISPLAY_CATCH_UP),
+                st.replay.seen(),
+            )
         };
         let mut cut = false;
         for o in &missed {

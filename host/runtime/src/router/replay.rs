@@ -91,10 +91,15 @@ impl Replay {
     /// Observations recorded after a snapshot that returned `seen` (as many as the ring
     /// still has: those pushed out since are lost).
     pub(super) fn since(&self, seen: u64) -> Vec<Recorded> {
+        self.newest_since(seen, usize::MAX)
+    }
+
+    /// Like [`Replay::since`], but at most the newest `max` of them.
+    pub(super) fn newest_since(&self, seen: u64, max: usize) -> Vec<Recorded> {
         // `seen` came from this ring, and the count only grows; saturating all the same,
         // so that a stale value returns nothing instead of panicking.
         let missed = usize::try_from(self.seen.saturating_sub(seen)).unwrap_or(usize::MAX);
-        let skip = self.ring.len().saturating_sub(missed);
+        let skip = self.ring.len().saturating_sub(missed.min(max));
         self.ring.iter().skip(skip).cloned().collect()
     }
 }
@@ -139,6 +144,14 @@ mod tests {
         // Six more while the new instance was being fed: only the last four are left.
         (6..12).for_each(|t| r.record(obs(t)));
         assert_eq!(times(&r.since(seen)), [8, 9, 10, 11]);
+    }
+
+    #[test]
+    fn newest_since_keeps_only_the_newest() {
+        let mut r = Replay::new(8);
+        (0..6).for_each(|t| r.record(obs(t)));
+        assert_eq!(times(&r.newest_since(1, 2)), [4, 5]);
+        assert_eq!(times(&r.newest_since(4, 5)), [4, 5]);
     }
 
     #[test]

@@ -190,7 +190,7 @@ fn the_deadline_means_what_its_flag_says() {
 
 /// A policy that stays well under its per-call deadline (50 ms here, so that no stall of
 /// this machine can turn a call into a deadline fault) but spends 3 ms a call is faulted
-/// when a second's calls reach the 250 ms budget, and disabled after five such faults.
+/// when a second's calls reach the 100 ms budget, and disabled after five such faults.
 #[test]
 fn a_policy_over_its_cpu_budget_is_faulted_then_disabled() {
     let rt = PolicyRuntime::new().unwrap();
@@ -202,7 +202,7 @@ fn a_policy_over_its_cpu_budget_is_faulted_then_disabled() {
         },
         ..inline()
     };
-    assert_eq!(opts.limits.cpu_budget, Some(Duration::from_millis(250)));
+    assert_eq!(opts.limits.cpu_budget, Some(Duration::from_millis(100)));
     let r = hostile(&rt, &[&spin], opts).unwrap();
     let mut faults = Vec::new();
     for t in 0..2000 {
