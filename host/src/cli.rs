@@ -133,8 +133,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5ms", value_parser = duration::parse, value_name = "DURATION")]
     pub policy_deadline: Duration,
 
-    /// CPU time the policy's calls may take per second and per worker thread (--threads),
-    /// host work included; over it, the call faults (and the breaker disables a policy
+    /// CPU time the policy's calls may take per second and per worker thread (--threads;
+    /// at most 500ms in all, since calls share one lock), host work included; over it, the call faults (and the breaker disables a policy
     /// that keeps going over). The default, a tenth of each thread, keeps the proxy above
     /// 0.8x of rr.wasm's throughput whatever the policy does; the shipped policies use
     /// about half of it at full load (peak-ewma, about 1 us a call).

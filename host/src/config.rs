@@ -258,12 +258,7 @@ fn router_options(args: &ServeArgs, now: SystemTime) -> RouterOptions {
         limits: Limits {
             deadline: args.policy_deadline,
             memory_bytes: (args.policy_memory_mib as usize) << 20,
-            // Per worker thread: throughput, and so a healthy policy's CPU time per
-            // second, grows with the threads (the limit is what keeps the policy's share).
-            cpu_budget: Some(
-                args.policy_cpu_budget
-                    .saturating_mul(u32::try_from(worker_threads(args)).unwrap_or(u32::MAX)),
-            ),
+            cpu_budget: Some(cpu_budget(args)),
             log_bytes_per_call: args.policy_log_bytes_per_call,
             log_bytes_per_sec: args.policy_log_bytes_per_sec,
             random_bytes_per_call: args.policy_random_bytes,
@@ -287,6 +282,18 @@ fn upstream_options(args: &ServeArgs) -> UpstreamOptions {
         // One HTTP/2 connection per worker thread spreads the framing work.
         h2_connections: worker_threads(args),
     }
+}
+
+/// The policy's CPU budget per second: `--policy-cpu-budget` per worker thread, since
+/// throughput, and so a healthy policy's CPU time per second, grows with the threads; at
+/// most `MAX_CPU_BUDGET`, since every call runs under one lock and a policy holding it
+/// most of each second stalls every worker, however many there are.
+fn cpu_budget(args: &ServeArgs) -> Duration {
+    const MAX_CPU_BUDGET: Duration = Duration::from_millis(500);
+    let threads = u32::try_from(worker_threads(args)).unwrap_or(u32::MAX);
+    args.policy_cpu_budget
+        .saturating_mul(threads)
+        .min(MAX_CPU_BUDGET.max(args.policy_cpu_budget))
 }
 
 /// The proxy's worker threads: `--threads`, or one per core.
@@ -463,6 +470,17 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.router.limits.cpu_budget, Some(Duration::from_millis(1)));
+        // Per thread, but at most 500 ms a second unless the flag itself asks for more.
+        let many = config(&["--threads", "16"]).unwrap();
+        assert_eq!(
+            many.router.limits.cpu_budget,
+            Some(Duration::from_millis(500))
+        );
+        let big = config(&["--threads", "4", "--policy-cpu-budget", "800ms"]).unwrap();
+        assert_eq!(
+            big.router.limits.cpu_budget,
+            Some(Duration::from_millis(800))
+        );
         for (flag, bad) in [
             ("--policy-deadline", "1001ms"),
             ("--policy-deadline", "999us"),

@@ -35,7 +35,8 @@ impl CpuBudget {
     }
 
     /// Adds a call's `cost` and turns the call's `result` into a budget fault when the
-    /// window is over budget.
+    /// window is over budget. A call that faulted already keeps its own fault (a deadline
+    /// fault is the likeliest call to cross the budget, and must be reported as such).
     pub(super) fn charge<T>(
         &mut self,
         result: Result<T, Fault>,
@@ -44,7 +45,12 @@ impl CpuBudget {
         let Some(limit) = self.limit else {
             return result;
         };
-        self.add(ticks(), cost, limit).map_or(result, Err)
+        let over = self.add(ticks(), cost, limit);
+        match (result, over) {
+            (Err(fault), _) => Err(fault),
+            (Ok(_), Some(fault)) => Err(fault),
+            (ok, None) => ok,
+        }
     }
 
     /// [`CpuBudget::charge`] at tick `now` (tests pass it in).
@@ -103,6 +109,17 @@ mod tests {
         assert!(b.add(10, 240 * MS, 250 * MS).is_none());
         assert!(b.add(1010, 240 * MS, 250 * MS).is_none());
         assert!(b.add(1500, 20 * MS, 250 * MS).is_some());
+    }
+
+    #[test]
+    fn a_call_that_faulted_keeps_its_own_fault() {
+        let mut b = CpuBudget::new(Some(MS));
+        let deadline = Fault {
+            kind: FaultKind::Deadline,
+            detail: String::new(),
+        };
+        let r = b.charge(Err::<u32, Fault>(deadline), 6 * MS);
+        assert_eq!(r.unwrap_err().kind, FaultKind::Deadline);
     }
 
     #[test]

@@ -66,7 +66,6 @@ impl Router {
         if display.faulted == Some(generation) {
             return None;
         }
-        let started = Instant::now();
         let budget = self.inner.options.display_budget;
         if display
             .twin
@@ -95,6 +94,8 @@ impl Router {
                 Err(e) => return self.display_fault(&mut display, generation, &e.to_string()),
             }
         }
+        // The budget is for catching up: building the twin (configure) has its own deadline.
+        let started = Instant::now();
         let twin = display.twin.as_mut()?;
         let (missed, seen) = {
             let st = self.inner.lock();

@@ -2,7 +2,8 @@
 //!
 //! A new instance is fed a snapshot of the ring off the routing lock, while traffic keeps
 //! adding observations. `seen` counts every observation ever recorded, so that the ones
-//! added meanwhile can be found and fed under the lock before the instance goes live.
+//! added meanwhile can be found and fed, in passes still off the lock, before the instance
+//! goes live.
 use std::collections::VecDeque;
 
 use crate::instance::Delivery;

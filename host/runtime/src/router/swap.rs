@@ -9,6 +9,7 @@ use super::replay::Recorded;
 use super::{Active, Router};
 use crate::component::{LoadError, PolicyComponent};
 use crate::instance::{Delivery, Fault, PolicyInstance};
+use crate::loads::BackendLoads;
 use crate::types::{NoRequest, Observation, Origin, Outcome};
 
 /// Result of a successful swap.
@@ -46,6 +47,9 @@ pub(super) struct Warm {
     pub(super) seen: u64,
     /// The replay budget ran out before the end of the ring.
     pub(super) cut: bool,
+    /// The counters and probe gate the instance was built with (the router's, or a
+    /// rehearsal's copy): probes it asks for while replaying are released there.
+    loads: Arc<BackendLoads>,
     /// When the warm start began (the replay budget's clock).
     started: Instant,
 }
@@ -177,14 +181,21 @@ impl Router {
             Warmth::Live => self.inner.loads.clone(),
             Warmth::Rehearsal => Arc::new(self.inner.loads.copy()),
         };
-        let instance =
-            PolicyInstance::with_host(component, setup, limits, now_ns, loads, self.next_id())?;
+        let instance = PolicyInstance::with_host(
+            component,
+            setup,
+            limits,
+            now_ns,
+            loads.clone(),
+            self.next_id(),
+        )?;
         let mut warm = Warm {
             instance,
             replayed: 0,
             seen,
             cut: false,
             started,
+            loads,
         };
         self.feed(&mut warm, &snapshot, component)?;
         Ok(warm)
@@ -228,7 +239,9 @@ impl Router {
                 return Ok(());
             }
             let replayed = warm.instance.deliver(o.replayed());
-            self.release(warm.instance.take_probes());
+            for b in warm.instance.take_probes() {
+                warm.loads.probes().release(b as usize);
+            }
             replayed.map_err(|f| LoadError::Faulted {
                 path: component.path().to_path_buf(),
                 stage: "replay",

@@ -14,7 +14,9 @@
 //!
 //! So the tolerance is one tick either way: a call is interrupted once it has used its
 //! deadline, checked every millisecond, so it runs at most `deadline + 1 ms` of CPU; a
-//! call that uses less than `deadline - 1 ms` is never interrupted. A hard cap of
+//! call that uses less than `deadline - 1 ms` is never interrupted. Both assume the ticker
+//! thread runs on time: if it is starved, the first tick comes late and the call is
+//! charged only one tick for what it ran before it. A hard cap of
 //! `WALL_CAP` times the deadline bounds the wall time of a call whose thread is starved.
 //! [`Deadline::finish`] returns what the call cost, for the per-second budget.
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,7 +120,8 @@ impl Deadline {
     }
 }
 
-/// CPU time this thread has used. Called only when a deadline window ends (rarely).
+/// CPU time this thread has used. Called at each tick a call lives through, and when a
+/// call that saw a tick ends: never for the common call, shorter than a tick.
 #[cfg(unix)]
 fn thread_cpu_time() -> Duration {
     // rustix's safe wrapper over clock_gettime(CLOCK_THREAD_CPUTIME_ID), a clock every
@@ -132,12 +135,14 @@ fn thread_cpu_time() -> Duration {
 
 #[cfg(not(unix))]
 fn thread_cpu_time() -> Duration {
-    // No per-thread CPU clock: treat every window as busy (a plain wall-time deadline).
-    Duration::from_secs(u64::MAX / 4)
+    // No per-thread CPU clock: time since the first call instead, which makes the
+    // deadline a plain wall-time one.
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
 }
 
-/// Ticks since the first runtime started: a millisecond clock that costs a relaxed load,
-/// for the per-second CPU budget. One thread for the process advances it, however many
+/// Milliseconds since the first runtime started (advanced every tick): a clock that costs
+/// a relaxed load, for the per-second CPU budget. One thread for the process advances it, however many
 /// engines (and epoch tickers) there are.
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static CLOCK: std::sync::Once = std::sync::Once::new();
@@ -153,9 +158,15 @@ pub(crate) fn start_epoch_ticker(engine: &Engine) {
     CLOCK.call_once(|| {
         let _ = std::thread::Builder::new()
             .name("policy-clock".into())
-            .spawn(|| loop {
-                std::thread::sleep(TICK);
-                TICKS.fetch_add(1, Ordering::Relaxed);
+            .spawn(|| {
+                // Set from elapsed time, not counted: sleeps overshoot (by a lot on a
+                // loaded machine), and a window of 1000 ticks must stay one second.
+                let start = Instant::now();
+                loop {
+                    std::thread::sleep(TICK);
+                    let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    TICKS.store(ms, Ordering::Relaxed);
+                }
             });
     });
     let weak = engine.weak();

@@ -5,7 +5,7 @@
 //! - `wasi:clocks`: frozen at zero ([`clocks`]). Time reaches a policy as `now-ns` in each
 //!   call, so the simulator can run it in virtual time.
 //! - `wasi:random`: a deterministic stream from the policy's seed ([`random`]; std's
-//!   `HashMap` needs it), at most `Limits::random_bytes_per_call` bytes a call.
+//!   `HashMap` needs it), at most `Limits::random_bytes_per_call` bytes per import call.
 //! - `wasi:cli` stdout/stderr: line-buffered into the host's log with the policy's name,
 //!   within the byte caps of [`crate::stderr`]; stdin is empty, the environment and
 //!   arguments are empty, `exit` traps.

@@ -1,7 +1,9 @@
 //! `wasi:random` for policies: a deterministic stream from the policy's seed, so that a
 //! policy (and std's `HashMap` inside it) behaves the same in every run of a simulation.
 //!
-//! Each call may ask for at most `Limits::random_bytes_per_call` bytes: generating them is
+//! Each `wasi:random` call (each import call, not each policy call: a loop of them is
+//! bounded by the deadline) may ask for at most `Limits::random_bytes_per_call` bytes:
+//! generating them is
 //! host work no deadline can interrupt, so a policy asking for megabytes per call would
 //! slow the proxy without ever faulting. More is a `Limit` fault that names the bound.
 use wasmtime::component::HasData;
