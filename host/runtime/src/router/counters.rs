@@ -1,7 +1,7 @@
 //! The router's counters: monotonic atomics that the console, the admin API and the
 //! simulator read at any time without taking the routing lock.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::types::FaultKind;
 
@@ -36,9 +36,9 @@ pub struct Counters {
     pub probes_sent: AtomicU64,
     /// Probe answers delivered back (a probe may also time out: that is an answer too).
     pub probes_answered: AtomicU64,
-    /// Nanoseconds spent in the timed `choose` + `observe` calls: one call in
-    /// `TIMING_SAMPLE` is timed, since reading the clock twice per call would cost a
-    /// third of the call itself.
+    /// Nanoseconds spent in the timed `choose` + `observe` calls, as the sandbox's
+    /// deadline measured them (`PolicyInstance::last_cost`): one call in `TIMING_SAMPLE`
+    /// is added, which keeps these shared atomics off most calls.
     pub call_ns: AtomicU64,
     /// How many calls `call_ns` covers.
     pub timed_calls: AtomicU64,
@@ -59,23 +59,16 @@ impl Counters {
         self.faults[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Runs one policy call, counting it in `calls` and timing it into `call_ns` if it is
-    /// one in `TIMING_SAMPLE`.
+    /// Counts one policy call in `calls`, and adds its `cost` to `call_ns` if it is one
+    /// in `TIMING_SAMPLE`.
     #[inline]
-    pub(super) fn sampled<T>(&self, calls: &AtomicU64, call: impl FnOnce() -> T) -> T {
-        let timed = calls
+    pub(super) fn counted(&self, calls: &AtomicU64, cost: Duration) {
+        if calls
             .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(TIMING_SAMPLE);
-        let started = timed.then(Instant::now);
-        let result = call();
-        self.record_timing(started);
-        result
-    }
-
-    fn record_timing(&self, started: Option<Instant>) {
-        if let Some(started) = started {
+            .is_multiple_of(TIMING_SAMPLE)
+        {
             self.call_ns
-                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                .fetch_add(cost.as_nanos() as u64, Ordering::Relaxed);
             self.timed_calls.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -88,8 +81,8 @@ mod tests {
     #[test]
     fn one_call_in_timing_sample_is_timed() {
         let c = Counters::default();
-        for i in 0..2 * TIMING_SAMPLE + 1 {
-            assert_eq!(c.sampled(&c.choose_calls, || i), i);
+        for _ in 0..2 * TIMING_SAMPLE + 1 {
+            c.counted(&c.choose_calls, Duration::from_nanos(10));
         }
         assert_eq!(
             c.choose_calls.load(Ordering::Relaxed),
@@ -97,6 +90,7 @@ mod tests {
         );
         // Calls 0, 16 and 32.
         assert_eq!(c.timed_calls.load(Ordering::Relaxed), 3);
+        assert_eq!(c.call_ns.load(Ordering::Relaxed), 30);
     }
 
     #[test]

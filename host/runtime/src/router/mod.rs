@@ -263,9 +263,10 @@ impl Router {
         let headers = st.active.response_headers.clone();
         st.traffic.saw(req, now_ns);
         if let Some(instance) = st.active.instance.as_mut() {
-            let answer = c.sampled(&c.choose_calls, || instance.choose(req, now_ns));
+            let answer = instance.choose(req, now_ns);
             let asked = instance.take_probes();
             let (chooser, cost) = (instance.id(), instance.last_cost());
+            c.counted(&c.choose_calls, cost);
             match st.active.budget.charge(answer, cost) {
                 Ok(backend) => {
                     let name = st.active.name.clone();
@@ -309,9 +310,10 @@ impl Router {
                 origin,
                 obs: &o,
             };
-            let result = c.sampled(&c.observe_calls, || instance.deliver(delivery));
+            let result = instance.deliver(delivery);
             let asked = instance.take_probes();
             let cost = instance.last_cost();
+            c.counted(&c.observe_calls, cost);
             match st.active.budget.charge(result, cost) {
                 Ok(()) => {
                     let probes = self.probes(&st, asked, o.now_ns);
