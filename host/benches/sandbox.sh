@@ -53,20 +53,25 @@ configs=(
   "name-64|name-bytes=64"
 )
 
+# Sets `flags` to a configuration's --policy and --policy-arg flags.
+policy_flags() { # "name|args"
+  local name=${1%%|*} args=${1#*|} a
+  flags=(--policy "$hostile")
+  [ "$name" = rr.wasm ] && flags=(--policy policies/rr.wasm)
+  for a in $args; do flags+=(--policy-arg "$a"); done
+}
+
 be=18180
 on_cpu0 ./target/release/backend --id Z --latencies 0 --port $be --threads 1 > "$out/backend.txt" 2>&1 & pids+=($!)
 port=18181
 declare -A PORT
 for c in "${configs[@]}"; do
-  name=${c%%|*} args=${c#*|}
-  policy=$hostile
-  [ "$name" = rr.wasm ] && policy=policies/rr.wasm
-  flags=()
-  for a in $args; do flags+=(--policy-arg "$a"); done
+  name=${c%%|*}
+  policy_flags "$c"
   admin=(--no-admin)
   [ "$name" = scores-16 ] && admin=(--admin 127.0.0.1:$((port + 100)))
   on_cpu0 ./target/release/switchyard --threads 1 --no-log --no-watch "${admin[@]}" --listen 127.0.0.1:$port \
-    --backend http://127.0.0.1:$be --policy "$policy" "${flags[@]}" > "$out/switchyard-$name.txt" 2>&1 & pids+=($!)
+    --backend http://127.0.0.1:$be "${flags[@]}" > "$out/switchyard-$name.txt" 2>&1 & pids+=($!)
   PORT[$name]=$port
   port=$((port + 1))
 done
@@ -123,12 +128,9 @@ echo
 echo "method: the study's workload (backends A/B/C, wrk -t4 -c100 -d$study_duration), one run per configuration"
 printf '| configuration | req/s | p99 ms | what happened |\n|---|---:|---:|---|\n' | tee "$out/study.md"
 for c in "${configs[@]}"; do
-  name=${c%%|*} args=${c#*|}
-  policy=$hostile
-  [ "$name" = rr.wasm ] && policy=policies/rr.wasm
-  flags=()
-  for a in $args; do flags+=(--policy-arg "$a"); done
-  ./target/release/switchyard --no-log --no-watch --no-admin --listen 127.0.0.1:18290 --policy "$policy" "${flags[@]}" \
+  name=${c%%|*}
+  policy_flags "$c"
+  ./target/release/switchyard --no-log --no-watch --no-admin --listen 127.0.0.1:18290 "${flags[@]}" \
     --backend A=http://127.0.0.1:18280 --backend B=http://127.0.0.1:18281 --backend C=http://127.0.0.1:18282 \
     > "$out/study-$name.txt" 2>&1 & sp=$!
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:18290/" && break; sleep 0.1; done

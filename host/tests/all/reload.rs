@@ -287,40 +287,15 @@ async fn warm_started_ewma_avoids_the_slow_backend_from_its_first_request() {
 #[cfg(unix)]
 #[test]
 fn sighup_reloads_the_policy() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     let dir = policy_dir("sighup");
     let watched = dir.join("policy.wasm");
     std::fs::copy(policy("rr.wasm"), &watched).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--no-admin",
-            "--no-log",
-            "--no-watch",
-            "--policy",
-        ])
-        .arg(&watched)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    // Wait for the banner: the proxy is up.
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    assert!(banner.contains("listening on"), "{banner}");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let watched_arg = watched.display().to_string();
+    let mut proxy = Binary::start(&["--policy", &watched_arg]);
+    let pid = proxy.child.id().to_string();
+    let rx = &proxy.lines;
     std::fs::copy(policy("ewma.wasm"), &watched).unwrap();
     // Watching is off: nothing happens until the signal.
     std::thread::sleep(Duration::from_millis(500));
@@ -342,7 +317,7 @@ fn sighup_reloads_the_policy() {
         }
     };
     signal("-TERM");
-    let status = child.wait().unwrap();
+    let status = proxy.child.wait().unwrap();
     assert!(swapped, "no swap logged after SIGHUP");
     assert!(status.success(), "exits cleanly on SIGTERM: {status}");
 }

@@ -3,8 +3,6 @@
 //! routing, and what a policy prints reaches the log escaped.
 use crate::common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -96,55 +94,31 @@ async fn a_trapping_scores_never_reaches_routing() {
 fn policy_output_reaches_the_log_escaped() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let a = rt.block_on(backend("A", &[0.0]));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--no-admin",
-            "--no-log",
-            "--no-watch",
-        ])
-        .args([
-            "--policy",
-            &hostile(),
-            "--policy-arg",
-            "stderr-text=\\e[2Jcleared\\rforged",
-        ])
-        .args(["--backend", &format!("A={}", a.url())])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    let addr: std::net::SocketAddr = banner
-        .split_whitespace()
-        .find_map(|w| w.trim_start_matches("http://").parse().ok())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"));
+    let url = format!("A={}", a.url());
+    let mut proxy = Binary::start(&[
+        "--policy",
+        &hostile(),
+        "--policy-arg",
+        "stderr-text=\\e[2Jcleared\\rforged",
+        "--backend",
+        &url,
+    ]);
+    let addr = proxy.addr();
     rt.block_on(async {
         let mut client = Client::connect(addr).await;
         assert_eq!(client.get("/").await.0, 200);
     });
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut printed = None;
     while printed.is_none() && Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+        if let Ok(line) = proxy.lines.recv_timeout(Duration::from_millis(100)) {
             if line.contains("cleared") {
                 printed = Some(line);
             }
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = proxy.child.kill();
+    let _ = proxy.child.wait();
     let line = printed.expect("the policy's line is logged");
     assert!(line.contains("\\u{1b}[2Jcleared\\u{d}forged"), "{line:?}");
     assert!(!line.contains('\u{1b}') && !line.contains('\r'), "{line:?}");

@@ -1,6 +1,10 @@
 //! Shared by the end-to-end tests: real backends on ephemeral ports, the real proxy
 //! in-process (so tests can read its counters), and a small keep-alive HTTP client.
 
+mod binary;
+
+pub(crate) use binary::Binary;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
