@@ -100,8 +100,17 @@ fn policy_info_is_held_to_the_contracts_rules() {
 #[test]
 fn a_write_over_check_writes_permit_is_a_limit_fault_and_output_is_capped() {
     let rt = PolicyRuntime::new().unwrap();
+    // A deadline of 1 s: filling 24 MiB inside the policy may take longer than 5 ms on a
+    // loaded machine, and this test is about the write, not the deadline.
+    let opts = || RouterOptions {
+        limits: Limits {
+            deadline: Duration::from_secs(1),
+            ..Limits::default()
+        },
+        ..inline()
+    };
     let first_fault = |args: &[&str]| {
-        hostile(&rt, args, inline())
+        hostile(&rt, args, opts())
             .unwrap()
             .choose(&NoRequest, 1)
             .fault
