@@ -2,7 +2,7 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-policies := "rr sma ewma peak-ewma sticky"
+policies := "rr sma ewma peak-ewma sticky least-request prequal wrr-orca maglev slo"
 fixtures := "trap-choose bad-index loop-forever grow-memory trap-init open-file other-world rr-v01 ewma-v01 peak-ewma-v01 ledger hostile made-up-import wrong-choose"
 
 # Show the recipes.
@@ -75,7 +75,7 @@ test: build-policies build-fixtures layout
     cargo fmt --all -- --check
     cargo fmt --all --manifest-path policies/Cargo.toml -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
-    cargo test --release --manifest-path policies/Cargo.toml -p switchyard-policy-common
+    cargo test --release --manifest-path policies/Cargo.toml -p switchyard-policy-common -p least-request -p prequal -p wrr-orca -p maglev -p slo
     cargo test --release --workspace
     # --workspace, not -p switchyard: the same feature set as above, so nothing is rebuilt.
     cargo test --release --workspace --test all -- --ignored dashboard_
@@ -210,3 +210,15 @@ bench-overhead: build
 # rr.wasm (paired rounds, zero-latency backend), then p99 on the study's workload.
 bench-sandbox: build build-fixtures
     bash host/benches/sandbox.sh
+
+# Every policy in policies/ on every scenario in scenarios/, in the simulator: one markdown
+# table per scenario, and logs/matrix/MATRIX.md with its chart (deterministic for a seed).
+matrix *args="": build
+    ./target/release/switchyard matrix --out logs/matrix {{ args }}
+
+# Simulator against live: each new policy on the scenarios `backend` can serve (study,
+# queues), run live (backends + proxy + wrk) and simulated; mean within 3 %, shares within
+# 3 points (env: POLICIES, SCENARIOS, DURATION, CONNECTIONS, WARMUP, OVERHEAD).
+agree: build
+    @command -v wrk >/dev/null || { echo "error: wrk is missing: run .ci/setup" >&2; exit 2; }
+    python3 host/benches/agree.py

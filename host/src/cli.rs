@@ -32,6 +32,10 @@ pub enum Command {
     /// Run a policy in a deterministic discrete-event simulation (virtual time).
     #[cfg(feature = "sim")]
     Simulate(switchyard_sim::SimulateArgs),
+    /// Every policy in a folder on every scenario in another, in the simulator: one
+    /// markdown table per scenario (and, with --out, MATRIX.md and a chart).
+    #[cfg(feature = "sim")]
+    Matrix(switchyard_sim::matrix::MatrixArgs),
     /// Analyze request logs (a `just bench` folder, or CSV files): the study's tables,
     /// charts and REPORT.md.
     #[cfg(feature = "analyze")]

@@ -17,6 +17,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod console;
+#[cfg(feature = "sim")]
+pub mod matrix;
 mod out;
 pub mod proxy;
 pub mod reload;

@@ -34,6 +34,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         #[cfg(feature = "sim")]
         Some(Command::Simulate(args)) => switchyard_sim::run(&args),
+        #[cfg(feature = "sim")]
+        Some(Command::Matrix(args)) => switchyard::matrix::run(&args),
         #[cfg(feature = "analyze")]
         Some(Command::Analyze(args)) => switchyard_analyze::run(&args),
         None => serve(&cli.serve),

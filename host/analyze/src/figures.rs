@@ -1,7 +1,8 @@
 //! The study's Figures 7-10 from our runs: req/s, mean and p95 latency by configuration
 //! (policies along the x axis, one bar per upstream mode, and the study's published
-//! persistent figure as a grey bar beside ours), and the share of requests per backend
-//! (one panel per upstream mode).
+//! figures as grey bars beside ours), and the share of requests per backend
+//! (one panel per upstream mode); and [`write_grouped`], plain grouped bars for others
+//! (the simulator's policy matrix).
 use std::path::{Path, PathBuf};
 
 use plotters::style::RGBColor;
@@ -24,7 +25,8 @@ const MODE_COLORS: [RGBColor; 5] = [
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
 ];
-const STUDY_COLOR: RGBColor = RGBColor(150, 150, 150);
+/// The study's own bars: greys, darker for the second mode.
+const STUDY_COLORS: [RGBColor; 2] = [RGBColor(150, 150, 150), RGBColor(90, 90, 90)];
 const BACKEND_COLORS: [RGBColor; 8] = [
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
@@ -140,21 +142,24 @@ fn by_configuration(
                 .collect(),
         })
         .collect();
-    let published: Vec<Option<f64>> = policies
-        .iter()
-        .map(|p| {
-            runs.iter()
-                .find(|r| &r.policy == p)
-                .and_then(|r| study::published(super::config::PERSISTENT, &r.config.policy))
-                .map(theirs)
-        })
-        .collect();
-    if published.iter().any(Option::is_some) {
-        series.push(Series {
-            name: "persistent (study, published)".into(),
-            color: STUDY_COLOR,
-            values: published,
-        });
+    // The study's bars, for the modes we ran that it ran too.
+    for (k, mode) in modes.iter().enumerate() {
+        let published: Vec<Option<f64>> = policies
+            .iter()
+            .map(|p| {
+                runs.iter()
+                    .find(|r| &r.policy == p)
+                    .and_then(|r| study::published(mode, &r.config.policy))
+                    .map(theirs)
+            })
+            .collect();
+        if published.iter().any(Option::is_some) {
+            series.push(Series {
+                name: format!("{mode} (study, published)"),
+                color: STUDY_COLORS[k % STUDY_COLORS.len()],
+                values: published,
+            });
+        }
     }
     Panel {
         title: title.to_string(),
@@ -199,4 +204,60 @@ fn shares(runs: &[Run], title: &str) -> Vec<Panel> {
             }
         })
         .collect()
+}
+
+/// Twelve distinguishable colours (matplotlib's tab10, then two darker ones).
+const TAB12: [RGBColor; 12] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(0, 0, 128),
+    RGBColor(128, 0, 0),
+];
+
+/// One panel of [`write_grouped`]: values per series (e.g. a policy) and group (e.g. a
+/// scenario), without the plotting types, so callers need not depend on plotters.
+#[derive(Debug, Clone)]
+pub struct GroupedPanel {
+    pub title: String,
+    pub y_desc: String,
+    pub groups: Vec<String>,
+    /// (series name, one value per group).
+    pub series: Vec<(String, Vec<Option<f64>>)>,
+    pub decimals: usize,
+}
+
+/// Grouped bar charts, one panel each, stacked, as `stem.svg` and `stem.png` (the
+/// simulator's policy matrix uses it).
+pub fn write_grouped(panels: &[GroupedPanel], stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let figure = Figure {
+        panels: panels
+            .iter()
+            .map(|p| Panel {
+                title: p.title.clone(),
+                y_desc: p.y_desc.clone(),
+                groups: p.groups.clone(),
+                series: (p.series.iter().enumerate())
+                    .map(|(k, (name, values))| Series {
+                        name: name.clone(),
+                        color: TAB12[k % TAB12.len()],
+                        values: values.clone(),
+                    })
+                    .collect(),
+                decimals: p.decimals,
+                unit: "",
+                y_cap: None,
+            })
+            .collect(),
+        width: 1400,
+        panel_height: 520,
+    };
+    chart::write(&figure, stem)
 }

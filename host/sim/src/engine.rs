@@ -21,7 +21,7 @@ use super::probes::{self, SimProber};
 use super::queue::EventQueue;
 use super::result::{label, run_stats};
 pub use super::result::{SimRecord, SimResult};
-use super::scenario::Scenario;
+use super::scenario::{KeySampler, Keys, Scenario};
 use switchyard_rng as rng;
 
 /// The per-call CPU deadline in the simulator. The proxy's 5 ms is measured in wall-clock
@@ -139,6 +139,11 @@ pub fn simulate(
         models: &mut models,
         scenario,
         opts,
+        keys: scenario
+            .keys
+            .as_ref()
+            .map(|k| (k.header.as_str(), k.sampler())),
+        sent: vec![0; opts.connections],
     };
     let run = sim.run()?;
     let wall = started.elapsed();
@@ -212,6 +217,10 @@ struct Sim<'a, 'm> {
     models: &'a mut [BackendModel<'m>],
     scenario: &'a Scenario,
     opts: &'a SimOptions,
+    /// The header carrying request keys and their sampler (`[keys]`), if any.
+    keys: Option<(&'a str, KeySampler)>,
+    /// Requests each connection has sent so far: the index of its next key draw.
+    sent: Vec<u64>,
 }
 
 impl Sim<'_, '_> {
@@ -267,7 +276,10 @@ impl Sim<'_, '_> {
         sent_ns: u64,
         now: u64,
     ) -> anyhow::Result<Dispatched> {
-        let choice = self.router.choose(&SimRequest::new(conn), now);
+        let value = self.next_key(conn);
+        let header = self.keys.as_ref().map(|(h, _)| *h);
+        let request = SimRequest::new(conn, header.zip(value.as_deref()));
+        let choice = self.router.choose(&request, now);
         let n = self.models.len();
         let model = self
             .models
@@ -300,6 +312,15 @@ impl Sim<'_, '_> {
             ticket: choice.ticket,
             wanted: choice.response_headers,
         })
+    }
+
+    /// The key of connection `conn`'s next request, when the scenario has `[keys]`.
+    fn next_key(&mut self, conn: u32) -> Option<String> {
+        let (_, sampler) = self.keys.as_ref()?;
+        let n = self.sent.get_mut(conn as usize)?;
+        let index = sampler.index(self.opts.seed, conn, *n);
+        *n += 1;
+        Some(Keys::value(index))
     }
 
     /// The exchange ends at `now`: the policy observes it (with the load headers it asked
@@ -389,22 +410,26 @@ enum Event {
 
 // === impl SimRequest ===
 
-/// The request the policy sees: a GET / from the connection's own client address.
-struct SimRequest {
+/// The request the policy sees: a GET / from the connection's own client address, with
+/// its key header when the scenario has `[keys]`.
+struct SimRequest<'a> {
     client: SocketAddr,
+    /// (header name, value).
+    key: Option<(&'a str, &'a str)>,
 }
 
-impl SimRequest {
-    fn new(conn: u32) -> Self {
+impl<'a> SimRequest<'a> {
+    fn new(conn: u32, key: Option<(&'a str, &'a str)>) -> Self {
         // validate() caps connections at MAX_CONNECTIONS, which fits above port 1024.
         let port = FIRST_CLIENT_PORT.saturating_add(conn as u16);
         SimRequest {
             client: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            key,
         }
     }
 }
 
-impl RequestView for SimRequest {
+impl RequestView for SimRequest<'_> {
     fn method(&self) -> &str {
         "GET"
     }
@@ -417,7 +442,12 @@ impl RequestView for SimRequest {
     fn client(&self) -> Option<SocketAddr> {
         Some(self.client)
     }
-    fn header(&self, _name: &str) -> Option<&str> {
-        None
+    fn header(&self, name: &str) -> Option<&str> {
+        self.key.filter(|(h, _)| *h == name).map(|(_, v)| v)
+    }
+    fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
+        if let Some((h, v)) = self.key {
+            f(h, v);
+        }
     }
 }

@@ -13,12 +13,14 @@
 //! - `engine`: the event loop (closed-loop clients like wrk); `result`: [`SimResult`] and
 //!   its statistics; `queue`: the loop's
 //!   [`EventQueue`], ordered by (virtual time, insertion sequence).
+//! - [`matrix`]: every policy on every scenario, one markdown table (`switchyard matrix`).
 //! - CSV output in the proxy's log format, and the report in the study's table format
 //!   ([`switchyard_report`]).
 mod csvlog;
 pub mod duration;
 mod engine;
 pub mod load;
+pub mod matrix;
 pub mod model;
 mod probes;
 mod queue;

@@ -21,6 +21,12 @@
 //! [[backend.change]]             # from 40 s on
 //! at = "40s"
 //! latency = { dist = "lognormal", median_ms = 400, sigma = 0.3 }
+//!
+//! [keys]                         # optional: every request carries a key, for hashing policies
+//! header = "x-user-id"           # the (lower-case) header that carries it (default x-user-id)
+//! count = 10000                  # distinct keys "user-0".."user-9999" (default 10000)
+//! hot = 0.3                      # optional: this fraction of requests carry the hot key user-0
+//! zipf = 1.1                     # optional: the others follow Zipf(s) by rank (default uniform)
 //! ```
 //!
 //! Latency is either `cycle_ms` or a `latency` distribution: `constant` (`ms`),
@@ -38,6 +44,14 @@
 //! no work. A client that hangs up (`client_timeout`) leaves its request to the backend,
 //! which finishes it; the policy observes it as aborted at that moment.
 //!
+//! Request keys (`[keys]`): without the table requests carry no headers (a GET / from
+//! 127.0.0.1, one port per connection), exactly as before. With it, each request carries
+//! `header: user-<i>`: with probability `hot` the hot key `user-0`, otherwise `i` uniform in
+//! `0..count`, or with `zipf = s` rank `i + 1` drawn with probability proportional to
+//! `(i + 1)^-s`. The draw is a pure function of (`--seed`, connection, that connection's
+//! request number), see [`KeySampler::index`], so tests can recompute every request's key
+//! from the records, and nothing else in the run (backend draws included) shifts.
+//!
 //! The file is checked in full before anything runs, and every error names the file and
 //! the field, because a typo in a scenario otherwise shows up as a puzzling result. Errors
 //! are [`UsageError`]s (exit code 2). The serde types that mirror the file are in `raw`;
@@ -51,6 +65,7 @@ use std::path::Path;
 use switchyard_input::UsageError;
 
 use raw::RawScenario;
+use switchyard_rng as rng;
 
 /// Longest latency step accepted, as in `backend/`: catches seconds typed for milliseconds.
 pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
@@ -58,6 +73,8 @@ pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
 const MAX_BACKENDS: usize = 10_000;
 const DEFAULT_CONNECT_ERROR_NS: u64 = 100_000;
 const DEFAULT_PROBE_RTT_NS: u64 = 100_000;
+/// Distinct request keys in `[keys]`: a Zipf table of this many costs 8 MB.
+pub const MAX_KEYS: usize = 1_000_000;
 
 /// A validated scenario, times in nanoseconds of virtual time.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +90,77 @@ pub struct Scenario {
     /// A probe's round trip to a backend that is up.
     pub probe_rtt_ns: u64,
     pub backends: Vec<BackendSpec>,
+    /// The request keys (`[keys]`); `None`: requests carry no headers.
+    pub keys: Option<Keys>,
+}
+
+/// Which key each request carries, and in which header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keys {
+    /// Lower-case header name.
+    pub header: String,
+    /// Distinct keys, `user-0` to `user-{count - 1}`.
+    pub count: u64,
+    /// Fraction of requests with the hot key `user-0`.
+    pub hot: f64,
+    /// Zipf exponent over the keys by rank; `None`: uniform.
+    pub zipf: Option<f64>,
+}
+
+impl Keys {
+    /// The sampler for a run (builds the Zipf table once).
+    pub fn sampler(&self) -> KeySampler {
+        let cdf = self.zipf.map_or_else(Vec::new, |s| {
+            let mut acc = 0.0;
+            let mut cdf: Vec<f64> = (1..=self.count)
+                .map(|r| {
+                    acc += (r as f64).powf(-s);
+                    acc
+                })
+                .collect();
+            cdf.iter_mut().for_each(|c| *c /= acc);
+            cdf
+        });
+        KeySampler {
+            count: self.count.max(1),
+            hot: rng::FailureRate::new(self.hot),
+            cdf,
+        }
+    }
+
+    /// The header value of key number `index`.
+    pub fn value(index: u64) -> String {
+        format!("user-{index}")
+    }
+}
+
+/// Draws each request's key: see [`KeySampler::index`].
+#[derive(Debug, Clone)]
+pub struct KeySampler {
+    count: u64,
+    hot: rng::FailureRate,
+    /// Cumulative Zipf probabilities by rank; empty: uniform.
+    cdf: Vec<f64>,
+}
+
+/// Keeps key draws apart from the backends' streams, which are derived from the same seed.
+const KEY_STREAM: u64 = 0x6b65_7973_5f73_696d;
+
+impl KeySampler {
+    /// The key number (`0..count`) of connection `conn`'s `n`-th request (from 0) in a run
+    /// with seed `seed`: a pure function, so it does not depend on how requests interleave.
+    pub fn index(&self, seed: u64, conn: u32, n: u64) -> u64 {
+        let stream = rng::splitmix64_at(seed ^ KEY_STREAM, u64::from(conn));
+        if self.hot.fails(stream, 2 * n) {
+            return 0;
+        }
+        let u = rng::splitmix64_at(stream, 2 * n + 1);
+        if self.cdf.is_empty() {
+            return ((u128::from(u) * u128::from(self.count)) >> 64) as u64;
+        }
+        let p = rng::unit(u);
+        (self.cdf.partition_point(|&c| c <= p) as u64).min(self.count - 1)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +286,11 @@ impl Scenario {
                 ));
             }
         }
+        let keys = raw
+            .keys
+            .as_ref()
+            .map(|k| check::keys(k).map_err(|(field, msg)| fail(&format!("keys.{field}"), msg)))
+            .transpose()?;
         let mut seen = HashSet::new();
         for b in &backends {
             if !seen.insert(b.id.as_str()) {
@@ -215,6 +308,7 @@ impl Scenario {
             client_timeout_ns,
             probe_rtt_ns,
             backends,
+            keys,
         })
     }
 }
@@ -323,5 +417,90 @@ mod tests {
         assert!(e.contains("s.toml: backend: no backends"), "{e}");
         let e = err("[[backend]]\nid = \"A\"\ncycle_ms = [1]\ncapacity = 0\n");
         assert!(e.contains(".capacity: 0 is outside"), "{e}");
+    }
+
+    const ONE: &str = "[[backend]]\nid = \"A\"\ncycle_ms = [1]\n";
+
+    #[test]
+    fn keys_parse_with_defaults() {
+        assert_eq!(Scenario::parse(ONE, "s.toml").unwrap().keys, None);
+        let s = Scenario::parse(&format!("{ONE}[keys]\n"), "s.toml").unwrap();
+        assert_eq!(
+            s.keys,
+            Some(Keys {
+                header: "x-user-id".into(),
+                count: 10_000,
+                hot: 0.0,
+                zipf: None
+            })
+        );
+        let text =
+            format!("{ONE}[keys]\nheader = \"x-tenant\"\ncount = 50\nhot = 0.25\nzipf = 1.1\n");
+        let k = Scenario::parse(&text, "s.toml").unwrap().keys.unwrap();
+        assert_eq!(
+            (k.header.as_str(), k.count, k.hot, k.zipf),
+            ("x-tenant", 50, 0.25, Some(1.1))
+        );
+    }
+
+    #[test]
+    fn keys_errors_name_the_file_and_field() {
+        let bad = |keys: &str| err(&format!("{ONE}[keys]\n{keys}\n"));
+        let e = bad("count = 0");
+        assert!(
+            e.contains("s.toml: keys.count: 0 is outside 1..=1000000"),
+            "{e}"
+        );
+        let e = bad("hot = 1.5");
+        assert!(e.contains("s.toml: keys.hot: 1.5 is outside 0..1"), "{e}");
+        let e = bad("zipf = 0");
+        assert!(e.contains("s.toml: keys.zipf: 0 is outside (0, 10]"), "{e}");
+        let e = bad("header = \"x user\"");
+        assert!(
+            e.contains("s.toml: keys.header: \"x user\" is not a header name"),
+            "{e}"
+        );
+        let e = bad("header = \"X-User\"");
+        assert!(
+            e.contains("s.toml: keys.header: \"X-User\": write header names in lower case"),
+            "{e}"
+        );
+        let e = bad("heder = \"x\"");
+        assert!(e.starts_with("s.toml: line ") && e.contains("heder"), "{e}");
+    }
+
+    #[test]
+    fn key_draws_are_pure_and_follow_the_popularity_rule() {
+        let keys = |hot: f64, zipf: Option<f64>| Keys {
+            header: "x-user-id".into(),
+            count: 1000,
+            hot,
+            zipf,
+        };
+        let uniform = keys(0.0, None).sampler();
+        assert_eq!(uniform.index(1, 3, 7), uniform.index(1, 3, 7));
+        assert_ne!(
+            (0..20).map(|n| uniform.index(1, 0, n)).collect::<Vec<_>>(),
+            (0..20).map(|n| uniform.index(2, 0, n)).collect::<Vec<_>>()
+        );
+        let share = |s: &KeySampler, key: u64| {
+            (0..100_000)
+                .filter(|&n| s.index(1, (n % 7) as u32, n) == key)
+                .count() as f64
+                / 1e5
+        };
+        let hot = keys(0.3, None).sampler();
+        assert!((share(&hot, 0) - 0.3).abs() < 0.01, "{}", share(&hot, 0));
+        assert!(share(&uniform, 0) < 0.003);
+        // Zipf(1.1) over 1000 ranks: rank 1 has 1 / H(1000, 1.1) of the mass, about 18 %.
+        let zipf = keys(0.0, Some(1.1)).sampler();
+        let h: f64 = (1..=1000).map(|r| (r as f64).powf(-1.1)).sum();
+        assert!(
+            (share(&zipf, 0) - 1.0 / h).abs() < 0.01,
+            "{}",
+            share(&zipf, 0)
+        );
+        assert!(share(&zipf, 1) < share(&zipf, 0));
+        assert!((0..1000).all(|n| zipf.index(5, 1, n) < 1000 && uniform.index(5, 1, n) < 1000));
     }
 }

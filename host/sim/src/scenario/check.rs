@@ -1,8 +1,8 @@
 //! Validation of the raw scenario into the typed model: one function per table, every error
 //! a field path below the backend (e.g. ".change[0].at") and a message saying what to write
 //! instead. [`super::Scenario::parse`] puts the file and the backend in front.
-use super::raw::{RawBackend, RawCapacity, RawChange, RawLatency};
-use super::{BackendSpec, Change, Latency, Settings, MAX_BACKENDS, MAX_LATENCY_MS};
+use super::raw::{RawBackend, RawCapacity, RawChange, RawKeys, RawLatency};
+use super::{BackendSpec, Change, Keys, Latency, Settings, MAX_BACKENDS, MAX_KEYS, MAX_LATENCY_MS};
 use crate::duration::parse_duration;
 
 /// A field path below the backend (e.g. ".change[0].at") and a message.
@@ -164,6 +164,54 @@ fn check_url(url: &str) -> Result<(), String> {
 
 pub(super) fn duration_ns(text: &str) -> Result<u64, String> {
     parse_duration(text).map(|d| d.as_nanos() as u64)
+}
+
+// === keys ===
+
+/// The `[keys]` table; the field path is relative to it (e.g. "count").
+pub(super) fn keys(k: &RawKeys) -> Result<Keys, FieldError> {
+    let err = |field: &str, msg: String| (field.to_string(), msg);
+    let header = k.header.clone().unwrap_or_else(|| "x-user-id".into());
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if header.is_empty() || header.len() > 64 || !header.chars().all(token) {
+        return Err(err(
+            "header",
+            format!("{header:?} is not a header name: use an HTTP token of 1 to 64 bytes, e.g. \"x-user-id\""),
+        ));
+    }
+    if header.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(err(
+            "header",
+            format!("{header:?}: write header names in lower case, as policies ask for them"),
+        ));
+    }
+    let count = k.count.unwrap_or(10_000);
+    if !(1..=MAX_KEYS as i64).contains(&count) {
+        return Err(err("count", format!("{count} is outside 1..={MAX_KEYS}")));
+    }
+    let hot = k.hot.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&hot) {
+        return Err(err(
+            "hot",
+            format!(
+                "{hot} is outside 0..1: give the fraction of requests for the hot key, e.g. 0.3"
+            ),
+        ));
+    }
+    if let Some(s) = k.zipf {
+        if !(s.is_finite() && s > 0.0 && s <= 10.0) {
+            return Err(err(
+                "zipf",
+                format!("{s} is outside (0, 10]: give the exponent, e.g. 1.1"),
+            ));
+        }
+    }
+    Ok(Keys {
+        header,
+        count: count as u64,
+        hot,
+        zipf: k.zipf,
+    })
 }
 
 // === latency ===

@@ -13,6 +13,17 @@ pub(super) struct RawScenario {
     pub(super) probe_rtt: Option<String>,
     #[serde(default, rename = "backend")]
     pub(super) backends: Vec<RawBackend>,
+    pub(super) keys: Option<RawKeys>,
+}
+
+/// `[keys]`: the request key every request carries in a header.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeys {
+    pub(super) header: Option<String>,
+    pub(super) count: Option<i64>,
+    pub(super) hot: Option<f64>,
+    pub(super) zipf: Option<f64>,
 }
 
 #[derive(Deserialize)]
