@@ -325,9 +325,16 @@ fn a_study_folder_gets_tables_charts_and_report() {
         report.contains("| rr | 30.0 | 494.9 | -93.9% | 283.3 | 201.6 | 400 | 416 |"),
         "{report}"
     );
-    // The study's sma/ewma were not run here; its non-persistent numbers were never given.
+    // The study's sma was not run here; its persistent and non-persistent rows still show.
     assert!(report.contains("| sma | not run | 467.1 |"), "{report}");
-    assert!(report.contains("| ewma | 20.0 | n/a | n/a |"), "{report}");
+    assert!(report.contains("| sma | not run | 437.3 |"), "{report}");
+    // Table 2 and the non-persistent shares of Table 3, beside ours.
+    assert!(
+        report.contains("| ewma | 20.0 | 442.5 | -95.5% | "),
+        "{report}"
+    );
+    assert!(report.contains("| 34.32 / 63.92 / 1.76 % |"), "{report}");
+    assert!(report.contains("| 22.60 / 76.06 / 1.34 % |"), "{report}");
     assert!(report.contains("![Figure 10: share of requests per backend](fig10-shares.svg)"));
     assert!(
         report.contains("`persistent-rr/requests.csv` (proxy log)"),

@@ -12,6 +12,7 @@ mod analyze;
 mod cli;
 mod contract;
 mod h2c;
+mod library;
 mod proxy;
 mod reload;
 mod sandbox;

@@ -17,18 +17,18 @@ use switchyard_sim::{
     run_to_string, simulate, Scenario, SimOptions, SimRecord, SimResult, SimulateArgs,
 };
 
-const S: u64 = 1_000_000_000;
+pub(crate) const S: u64 = 1_000_000_000;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn runtime() -> &'static PolicyRuntime {
+pub(crate) fn runtime() -> &'static PolicyRuntime {
     static RT: OnceLock<Arc<PolicyRuntime>> = OnceLock::new();
     RT.get_or_init(|| PolicyRuntime::new().expect("runtime"))
 }
 
-fn policy_path(name: &str) -> PathBuf {
+pub(crate) fn policy_path(name: &str) -> PathBuf {
     let p = root().join("policies").join(format!("{name}.wasm"));
     assert!(
         p.exists(),
@@ -38,7 +38,7 @@ fn policy_path(name: &str) -> PathBuf {
     p
 }
 
-fn policy(name: &str) -> Arc<PolicyComponent> {
+pub(crate) fn policy(name: &str) -> Arc<PolicyComponent> {
     runtime()
         .load(&policy_path(name))
         .unwrap_or_else(|e| panic!("loading {name}: {e}"))
@@ -59,25 +59,25 @@ fn cli<'a>(argv: impl IntoIterator<Item = &'a str>) -> SimulateArgs {
     try_cli(argv).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn scenario_path(name: &str) -> PathBuf {
+pub(crate) fn scenario_path(name: &str) -> PathBuf {
     root().join("scenarios").join(format!("{name}.toml"))
 }
 
-fn scenario(name: &str) -> Scenario {
+pub(crate) fn scenario(name: &str) -> Scenario {
     Scenario::load(&scenario_path(name)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn run_with(policy_name: &str, scenario_name: &str, opts: &SimOptions) -> SimResult {
+pub(crate) fn run_with(policy_name: &str, scenario_name: &str, opts: &SimOptions) -> SimResult {
     simulate(policy(policy_name), &scenario(scenario_name), opts)
         .unwrap_or_else(|e| panic!("{policy_name} on {scenario_name}: {e:#}"))
 }
 
-fn run(policy_name: &str, scenario_name: &str) -> SimResult {
+pub(crate) fn run(policy_name: &str, scenario_name: &str) -> SimResult {
     run_with(policy_name, scenario_name, &SimOptions::default())
 }
 
 /// Requests the proxy forwarded in [from_s, to_s) of virtual time.
-fn window(r: &SimResult, from_s: u64, to_s: u64) -> Vec<SimRecord> {
+pub(crate) fn window(r: &SimResult, from_s: u64, to_s: u64) -> Vec<SimRecord> {
     r.requests
         .iter()
         .filter(|x| (from_s * S..to_s * S).contains(&x.dispatched_ns))
@@ -85,17 +85,17 @@ fn window(r: &SimResult, from_s: u64, to_s: u64) -> Vec<SimRecord> {
         .collect()
 }
 
-fn count_to(requests: &[SimRecord], backend: u32) -> usize {
+pub(crate) fn count_to(requests: &[SimRecord], backend: u32) -> usize {
     requests.iter().filter(|x| x.backend == backend).count()
 }
 
-fn share_of(requests: &[SimRecord], backend: u32) -> f64 {
+pub(crate) fn share_of(requests: &[SimRecord], backend: u32) -> f64 {
     count_to(requests, backend) as f64 / requests.len().max(1) as f64
 }
 
 /// No request lost: every connection's requests form an unbroken chain from t=0, each sent
 /// the moment the previous answer arrived, the last one answered after the clients stopped.
-fn assert_nothing_lost(r: &SimResult, connections: usize, duration_ns: u64) {
+pub(crate) fn assert_nothing_lost(r: &SimResult, connections: usize, duration_ns: u64) {
     let mut by_conn: BTreeMap<u32, Vec<&SimRecord>> = BTreeMap::new();
     for x in &r.requests {
         by_conn.entry(x.conn).or_default().push(x);
