@@ -101,9 +101,9 @@ pub fn report(runs: &[Run], out: &Path, charts: &[Written]) -> String {
     );
     md.push_str("## Our numbers beside the study's\n\n");
     md.push_str(
-        "The study published its persistent-connection results only (Tables 1 and 3, \
-         `wrk -t4 -c100 -d120s`); its non-persistent figures were not available to us and \
-         are shown as n/a rather than estimated. Δ is our req/s relative to the study's.\n\n",
+        "The study's figures are its Tables 1 to 3 and section 15 (`wrk -t4 -c100 -d120s`, \
+         persistent and non-persistent); it published no p99, shown as n/a. Δ is our req/s \
+         relative to the study's.\n\n",
     );
     for mode in [PERSISTENT, NON_PERSISTENT] {
         let _ = writeln!(
@@ -156,14 +156,11 @@ fn beside(runs: &[Run], mode: &str) -> String {
             opt(p.map(|p| p.p95_ms), 0),
             s.p99_ms,
             our_shares(s),
-            p.and_then(|p| p.shares_pct)
-                .map_or("n/a".into(), |[a, b, c]| {
-                    format!("≈{a} / {b} / {c} %")
-                }),
+            study_shares(p),
         );
     }
-    if mode == PERSISTENT {
-        for p in &study::PERSISTENT {
+    {
+        for p in study::table(mode) {
             if !these.iter().any(|r| r.config.policy == p.policy) {
                 let _ = writeln!(
                     out,
@@ -172,15 +169,23 @@ fn beside(runs: &[Run], mode: &str) -> String {
                     p.req_per_s,
                     p.mean_ms,
                     p.p95_ms,
-                    p.shares_pct.map_or("n/a".into(), |[a, b, c]| format!("≈{a} / {b} / {c} %")),
+                    study_shares(Some(p)),
                 );
             }
         }
     }
-    if these.is_empty() && mode != PERSISTENT {
+    if these.is_empty() && study::table(mode).is_empty() {
         out.push_str("| (no runs) | | n/a | | | n/a | | n/a | | n/a | | n/a |\n");
     }
     out
+}
+
+/// The study's shares A / B / C, as published.
+fn study_shares(p: Option<&study::Published>) -> String {
+    p.and_then(|p| p.shares_pct)
+        .map_or("n/a".into(), |[a, b, c]| {
+            format!("{a:.2} / {b:.2} / {c:.2} %")
+        })
 }
 
 /// `A 23.1 / B 75.4 / C 1.5 %` over the study's backends when the run has them, else all.

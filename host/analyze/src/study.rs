@@ -1,7 +1,7 @@
-//! The study's published results, to be shown beside ours. Only the persistent runs'
-//! figures were published to us; anything else is shown as "n/a", never estimated.
+//! The study's published results (`shared/study/study-report.txt`, section 15), to be
+//! shown beside ours. Anything it did not publish is shown as "n/a", never estimated.
 
-/// One published row (persistent upstream connections, `wrk -t4 -c100 -d120s`).
+/// One published row (`wrk -t4 -c100 -d120s`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Published {
     /// The study's short policy name, as `just bench` names policy files.
@@ -9,33 +9,59 @@ pub struct Published {
     pub req_per_s: f64,
     pub mean_ms: f64,
     pub p95_ms: f64,
-    /// Approximate shares A, B, C in percent, where the study gave them.
+    /// Shares A, B, C in percent, as the study gave them.
     pub shares_pct: Option<[f64; 3]>,
 }
 
-/// Tables 1 and 3 of the study, persistent connections. The study gave the SMA and EWMA
-/// shares as "about 23 % / 76 % / 1.5 %" and no shares for round robin.
+/// Tables 1 and 3 of the study, persistent upstream connections (section 15.1 gives
+/// round-robin's shares).
 pub const PERSISTENT: [Published; 3] = [
     Published {
         policy: "rr",
-        req_per_s: 494.9,
-        mean_ms: 201.6,
+        req_per_s: 494.93,
+        mean_ms: 201.57,
         p95_ms: 416.0,
-        shares_pct: None,
+        shares_pct: Some([33.33, 33.33, 33.33]),
     },
     Published {
         policy: "sma",
-        req_per_s: 467.1,
-        mean_ms: 213.6,
+        req_per_s: 467.11,
+        mean_ms: 213.61,
         p95_ms: 238.0,
-        shares_pct: Some([23.0, 76.0, 1.5]),
+        shares_pct: Some([22.83, 75.48, 1.69]),
     },
     Published {
         policy: "ewma",
-        req_per_s: 468.7,
-        mean_ms: 213.0,
+        req_per_s: 468.70,
+        mean_ms: 213.03,
         p95_ms: 239.0,
-        shares_pct: Some([23.0, 76.0, 1.5]),
+        shares_pct: Some([22.60, 76.06, 1.34]),
+    },
+];
+
+/// Tables 2 and 3 of the study, a new upstream connection per request (section 15.2
+/// gives round-robin's shares).
+pub const NON_PERSISTENT: [Published; 3] = [
+    Published {
+        policy: "rr",
+        req_per_s: 490.61,
+        mean_ms: 203.28,
+        p95_ms: 429.0,
+        shares_pct: Some([33.34, 33.33, 33.33]),
+    },
+    Published {
+        policy: "sma",
+        req_per_s: 437.29,
+        mean_ms: 228.08,
+        p95_ms: 416.0,
+        shares_pct: Some([34.62, 63.19, 2.19]),
+    },
+    Published {
+        policy: "ewma",
+        req_per_s: 442.53,
+        mean_ms: 225.30,
+        p95_ms: 416.0,
+        shares_pct: Some([34.32, 63.92, 1.76]),
     },
 ];
 
@@ -44,8 +70,14 @@ pub const BACKENDS: [&str; 3] = ["A", "B", "C"];
 
 /// The published row for `mode` and `policy`, if the study published one.
 pub fn published(mode: &str, policy: &str) -> Option<&'static Published> {
-    if mode != super::config::PERSISTENT {
-        return None;
+    table(mode).iter().find(|p| p.policy == policy)
+}
+
+/// The study's rows for `mode`; none for a mode it did not run (h2c, say).
+pub fn table(mode: &str) -> &'static [Published] {
+    match mode {
+        super::config::PERSISTENT => &PERSISTENT,
+        super::config::NON_PERSISTENT => &NON_PERSISTENT,
+        _ => &[],
     }
-    PERSISTENT.iter().find(|p| p.policy == policy)
 }
