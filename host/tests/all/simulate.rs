@@ -19,6 +19,14 @@ use switchyard_sim::{
 
 pub(crate) const S: u64 = 1_000_000_000;
 
+/// `--policy-arg` pairs as `SimOptions::policy_args` takes them.
+pub(crate) fn policy_args(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

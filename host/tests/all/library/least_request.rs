@@ -3,9 +3,7 @@ use std::time::Duration;
 
 use switchyard_sim::{simulate, Scenario, SimOptions, SimResult};
 
-use crate::simulate::{assert_nothing_lost, policy, run, run_with, scenario, share_of, window};
-
-const S: u64 = 1_000_000_000;
+use crate::simulate::{assert_nothing_lost, policy, run, run_with, scenario, share_of, window, S};
 
 /// A weighs 3, B nothing (1); both answer in exactly 10 ms, so only the policy splits them.
 fn weighted() -> Scenario {
@@ -28,10 +26,7 @@ fn on_weighted(connections: usize, args: &[(&str, &str)]) -> SimResult {
     let opts = SimOptions {
         connections,
         duration: Duration::from_secs(20),
-        policy_args: args
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        policy_args: crate::simulate::policy_args(args),
         ..SimOptions::default()
     };
     let r = simulate(policy("least-request"), &weighted(), &opts).unwrap();

@@ -8,17 +8,12 @@ use std::time::Duration;
 use switchyard_sim::{simulate, Scenario, SimOptions, SimRecord, SimResult};
 
 use crate::simulate::{
-    assert_nothing_lost, count_to, policy, run, run_with, scenario, share_of, window,
+    assert_nothing_lost, count_to, policy, run, run_with, scenario, share_of, window, S,
 };
-
-const S: u64 = 1_000_000_000;
 
 fn args(pairs: &[(&str, &str)]) -> SimOptions {
     SimOptions {
-        policy_args: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        policy_args: crate::simulate::policy_args(pairs),
         ..SimOptions::default()
     }
 }

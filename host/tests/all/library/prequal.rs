@@ -3,17 +3,12 @@ use std::time::Duration;
 
 use switchyard_sim::{simulate, SimOptions, SimResult};
 
-use crate::simulate::{assert_nothing_lost, policy, run, run_with, scenario, share_of, window};
-
-const S: u64 = 1_000_000_000;
+use crate::simulate::{assert_nothing_lost, policy, run, run_with, scenario, share_of, window, S};
 
 fn with_args(args: &[(&str, &str)]) -> SimOptions {
     SimOptions {
         duration: Duration::from_secs(30),
-        policy_args: args
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        policy_args: crate::simulate::policy_args(args),
         ..SimOptions::default()
     }
 }

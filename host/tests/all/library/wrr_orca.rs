@@ -4,18 +4,14 @@ use std::time::Duration;
 use switchyard_sim::{simulate, Scenario, SimOptions, SimRecord, SimResult};
 
 use crate::simulate::{
-    assert_nothing_lost, count_to, policy, run, run_with, scenario, share_of, window,
+    assert_nothing_lost, count_to, policy, run, run_with, scenario, share_of, window, S,
 };
 
-const S: u64 = 1_000_000_000;
 /// B, the backend of halving.toml that loses half its capacity at 30 s.
 const B: u32 = 1;
 
 fn args(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    crate::simulate::policy_args(pairs)
 }
 
 fn mean_ms(requests: &[SimRecord]) -> f64 {
