@@ -53,6 +53,7 @@ wit_bindgen::generate!({ path: "../../wit", world: "router" });
 use exports::switchyard::policy::policy::{
     Guest, Observation, PolicyInfo, ProbeResult, Request, Score, Setup,
 };
+use switchyard::policy::host;
 use switchyard::policy::types::{Origin, Outcome};
 
 use outstanding::Outstanding;
@@ -132,6 +133,9 @@ struct State {
     /// The shares requests are dealt in (the smoothed plan), summing to 1.
     shares: Vec<f64>,
     stride: Stride,
+    /// The latest plan's groups of near-equal backends, and each backend's group.
+    groups: Vec<Vec<usize>>,
+    group_of: Vec<Option<usize>>,
     /// When the plan was last updated; `None` before the first.
     updated_ns: Option<u64>,
     /// The target in force, for display.
@@ -217,6 +221,8 @@ impl State {
         self.targets.clear();
         self.outstanding = vec![Outstanding::default(); n];
         self.first_choose_ns = None;
+        self.groups.clear();
+        self.group_of = vec![None; n];
         self.updated_ns = None;
         self.rng = Some(Rng::new(setup.seed));
     }
@@ -335,7 +341,14 @@ impl State {
             0.0
         };
         let plan = plan::solve(&measured, lp_budget, s.tie, n);
-        let mut next: Vec<f64> = plan.iter().map(|x| explore + planned * x).collect();
+        let mut next: Vec<f64> = plan.shares.iter().map(|x| explore + planned * x).collect();
+        self.group_of = vec![None; n];
+        for (g, members) in plan.groups.iter().enumerate() {
+            for &b in members {
+                self.group_of[b] = Some(g);
+            }
+        }
+        self.groups = plan.groups;
         for (i, w) in self.windows.iter().enumerate() {
             if w.len() < s.min_samples {
                 next[i] += fair;
@@ -395,7 +408,7 @@ impl State {
                 .or(Some(i));
         }
         let pick = match pick {
-            Some(i) => i,
+            Some(i) => self.less_busy_in_group(i, now_ns),
             // Nothing planned yet (no backend measured): a random backend.
             None => {
                 let rng = self.rng.get_or_insert_with(|| Rng::new(0));
@@ -406,6 +419,31 @@ impl State {
             o.sent(now_ns);
         }
         pick as u32
+    }
+
+    /// `i`, or another member of its group of near-equal backends if that one has fewer
+    /// requests in flight (power of two choices): the plan cannot tell them apart, their
+    /// queues can.
+    fn less_busy_in_group(&mut self, i: usize, now_ns: u64) -> usize {
+        let Some(members) = self
+            .group_of
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|g| self.groups.get(g))
+        else {
+            return i;
+        };
+        let rng = self.rng.get_or_insert_with(|| Rng::new(0));
+        let Some(&j) = members.get(rng.below(members.len())) else {
+            return i;
+        };
+        let usable = self.ejected.get(j).is_none_or(|e| now_ns >= e.until_ns);
+        if usable && host::in_flight(j as u32) < host::in_flight(i as u32) {
+            j
+        } else {
+            i
+        }
     }
 
     fn observe(&mut self, o: &Observation) {

@@ -13,8 +13,9 @@
 //! it is a sort and a hull walk, O(n log n), not a general LP solver.
 //!
 //! Backends whose points are nearly equal (within `tie` of the chosen vertex) share that
-//! vertex's mass evenly: without this, a fleet of identical backends would all be planned
-//! onto whichever one sorted first.
+//! vertex's mass, as a group: without this, a fleet of identical backends would all be
+//! planned onto whichever one sorted first. Within a group `choose` takes the less busy of
+//! two members, so their queues stay even and so do their numbers.
 
 /// One measured backend.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,14 +27,25 @@ pub struct Point {
     pub mean: f64,
 }
 
-/// Shares per backend index (summing to 1), for `points` under `budget`. Backends not in
-/// `points` get 0. An empty `points` gives an empty plan. When no mix meets the budget,
-/// the plan minimises the fraction over target instead (then the mean).
-pub fn solve(points: &[Point], budget: f64, tie: f64, n: usize) -> Vec<f64> {
-    let mut shares = vec![0.0; n];
+/// A plan: shares per backend index (summing to 1), and the groups of near-equal
+/// backends that share one vertex's mass (only groups of two or more).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub shares: Vec<f64>,
+    pub groups: Vec<Vec<usize>>,
+}
+
+/// The plan for `points` under `budget`. Backends not in `points` get 0. An empty
+/// `points` gives an empty plan. When no mix meets the budget, the plan minimises the
+/// fraction over target instead (then the mean).
+pub fn solve(points: &[Point], budget: f64, tie: f64, n: usize) -> Plan {
+    let mut plan = Plan {
+        shares: vec![0.0; n],
+        groups: Vec::new(),
+    };
     let hull = lower_hull(points);
     let Some(&first) = hull.first() else {
-        return shares;
+        return plan;
     };
     // Past the lowest mean the hull only gets worse on both counts.
     let best = hull
@@ -53,21 +65,26 @@ pub fn solve(points: &[Point], budget: f64, tie: f64, n: usize) -> Vec<f64> {
         vec![(p, 1.0 - xq), (q, xq)]
     };
     for (v, mass) in vertices {
-        spread(&mut shares, points, v, mass, tie);
+        spread(&mut plan, points, v, mass, tie);
     }
-    shares
+    plan
 }
 
 /// Gives `mass` evenly to every backend whose point is within `tie` of `v` (relative on
 /// the mean, absolute on the fraction over target), `v`'s own backend included.
-fn spread(shares: &mut [f64], points: &[Point], v: Point, mass: f64, tie: f64) {
+fn spread(plan: &mut Plan, points: &[Point], v: Point, mass: f64, tie: f64) {
     let near =
         |p: &Point| (p.over - v.over).abs() <= tie && (p.mean - v.mean).abs() <= tie * v.mean.abs();
-    let k = points.iter().filter(|p| near(p)).count().max(1);
-    for p in points.iter().filter(|p| near(p)) {
-        if let Some(s) = shares.get_mut(p.backend) {
-            *s += mass / k as f64;
-        }
+    let members: Vec<usize> = points
+        .iter()
+        .filter(|p| near(p) && p.backend < plan.shares.len())
+        .map(|p| p.backend)
+        .collect();
+    for &b in &members {
+        plan.shares[b] += mass / members.len() as f64;
+    }
+    if members.len() > 1 {
+        plan.groups.push(members);
     }
 }
 
@@ -119,7 +136,7 @@ mod tests {
             pt(1, 0.0, 200.0),
             pt(2, 1.0, 250.0),
         ];
-        let s = solve(&pts, 0.05, 0.0, 3);
+        let s = solve(&pts, 0.05, 0.0, 3).shares;
         assert!((s[0] - 0.15).abs() < 1e-9, "{s:?}");
         assert!((s[1] - 0.85).abs() < 1e-9, "{s:?}");
         assert_eq!(s[2], 0.0);
@@ -130,20 +147,20 @@ mod tests {
     #[test]
     fn a_loose_budget_takes_the_fastest_alone() {
         let pts = [pt(0, 1.0 / 3.0, 143.3), pt(1, 0.0, 200.0)];
-        assert_eq!(solve(&pts, 0.5, 0.0, 2), vec![1.0, 0.0]);
+        assert_eq!(solve(&pts, 0.5, 0.0, 2).shares, vec![1.0, 0.0]);
     }
 
     #[test]
     fn an_impossible_budget_minimises_the_tail() {
         let pts = [pt(0, 0.5, 10.0), pt(1, 0.2, 300.0), pt(2, 0.2, 100.0)];
-        assert_eq!(solve(&pts, 0.01, 0.0, 3), vec![0.0, 0.0, 1.0]);
+        assert_eq!(solve(&pts, 0.01, 0.0, 3).shares, vec![0.0, 0.0, 1.0]);
     }
 
     #[test]
     fn points_above_the_hull_get_nothing() {
         // D is dominated by a mix of A and B: it lies above the segment between them.
         let pts = [pt(0, 0.0, 200.0), pt(1, 0.2, 100.0), pt(2, 0.1, 190.0)];
-        let s = solve(&pts, 0.1, 0.0, 3);
+        let s = solve(&pts, 0.1, 0.0, 3).shares;
         assert_eq!(s[2], 0.0, "{s:?}");
         assert!(
             (s[0] - 0.5).abs() < 1e-9 && (s[1] - 0.5).abs() < 1e-9,
@@ -156,15 +173,20 @@ mod tests {
         let pts: Vec<Point> = (0..10)
             .map(|i| pt(i, 0.0, 20.0 + i as f64 * 0.01))
             .collect();
-        let s = solve(&pts, 0.05, 0.05, 10);
-        assert!(s.iter().all(|&x| (x - 0.1).abs() < 1e-9), "{s:?}");
-        assert_eq!(solve(&pts, 0.05, 0.0, 10)[0], 1.0);
+        let plan = solve(&pts, 0.05, 0.05, 10);
+        assert!(
+            plan.shares.iter().all(|&x| (x - 0.1).abs() < 1e-9),
+            "{plan:?}"
+        );
+        assert_eq!(plan.groups, vec![(0..10).collect::<Vec<_>>()]);
+        let alone = solve(&pts, 0.05, 0.0, 10);
+        assert_eq!((alone.shares[0], alone.groups.len()), (1.0, 0));
     }
 
     #[test]
     fn nothing_measured_plans_nothing_and_bad_numbers_are_ignored() {
-        assert_eq!(solve(&[], 0.05, 0.0, 2), vec![0.0, 0.0]);
+        assert_eq!(solve(&[], 0.05, 0.0, 2).shares, vec![0.0, 0.0]);
         let pts = [pt(0, f64::NAN, 1.0), pt(1, 0.0, 5.0)];
-        assert_eq!(solve(&pts, 0.05, 0.0, 2), vec![0.0, 1.0]);
+        assert_eq!(solve(&pts, 0.05, 0.0, 2).shares, vec![0.0, 1.0]);
     }
 }
