@@ -2,7 +2,8 @@
 //! `eject-after` failures in a row (connect errors, timeouts, broken exchanges, 5xx) a
 //! backend is ejected for `eject-ms` times the number of ejections in a row (capped at
 //! 30 s); once that has passed it gets traffic again, and its next failure ejects it at
-//! once, for longer. A success clears it. Aborted exchanges say nothing and are ignored.
+//! once, for longer. A success resets the failures in a row; the ejections in a row are
+//! forgotten once the backend has gone `eject-ms` past its last ejection without one. Aborted exchanges say nothing and are ignored.
 //!
 //! A threshold above one matters more for hashing than for a latency policy: ejecting on
 //! a single 5xx would move a backend's keys away every time it answered one error, and
@@ -39,7 +40,13 @@ impl Rule {
     /// Records one exchange of `b` that ended at `now_ns`; true when it ejected `b`.
     pub fn record(&self, b: &mut Backend, failed: bool, now_ns: u64) -> bool {
         if !failed {
-            *b = Backend::default();
+            // As Envoy: a success resets the failures in a row, not an ejection running
+            // (a request in flight when it began can still answer), nor the count of
+            // ejections in a row, which only a full ejection-free period clears.
+            b.failures = 0;
+            if !b.ejected(now_ns) && now_ns >= b.until_ns.saturating_add(self.eject_ns) {
+                b.ejections = 0;
+            }
             return false;
         }
         b.failures = b.failures.saturating_add(1);
@@ -87,8 +94,18 @@ mod tests {
             "the next failure after it ejects again"
         );
         assert_eq!(b.until_ns(), t + 2000 * MS);
+        // A request in flight since before the ejection answers: the ejection stands.
+        rule.record(&mut b, false, t + 10 * MS);
+        assert!(
+            b.ejected(t + 1000 * MS),
+            "a success does not lift a running ejection"
+        );
         rule.record(&mut b, false, t + 3000 * MS);
-        assert_eq!(b, Backend::default());
+        assert_eq!(
+            (b.failures, b.ejections),
+            (0, 0),
+            "an ejection-free period forgets"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //!   with xxHash64 (`hash`: hand-written and pinned by tests, because std's `DefaultHasher`
 //!   may change between Rust releases and move every key).
 //! - The hash picks a slot of a Maglev table (`table`; Eisenbud et al., NSDI '16) of
-//!   `table-size` slots (a prime, default and at most 65537 as Envoy's default, so that the
-//!   build fits the host's 5 ms per call), filled from the backends' ids and weights (Envoy's
+//!   `table-size` slots (a prime, default 16411, at most 65537, Envoy's default, so that
+//!   the build fits the host's 5 ms per call), filled from the backends' ids and weights (Envoy's
 //!   weighted populate), so every instance and every proxy with the same pool agrees.
 //! - Bounded loads (`bounded`; Mirrokni, Thorup, Zadimoghaddam, arXiv 1608.01350): a
 //!   backend may hold at most `ceil(c * (in flight + 1) * w / W)` requests
@@ -84,13 +84,21 @@ struct State {
     weights: Vec<u64>,
     table: Vec<u32>,
     health: Vec<health::Backend>,
-    /// Requests this instance chose that are not yet observed.
+    /// Requests in flight in all: the host's counts summed every `RESUM` choices (and at
+    /// the first after `configure`), plus this instance's own choices and answers between.
+    /// Why not only its own: after a swap the old instance's requests are still in the
+    /// host's per-backend counts, and a total without them would make every backend look
+    /// full. Why not the sum every time: that is O(n) host calls a request.
     total: u64,
+    chosen: u64,
     /// Weight of the backends not ejected, and when that may next change.
     usable_weight: u64,
     recheck_ns: u64,
     marks: bounded::Marks,
 }
+
+/// How often `choose` re-reads the total in flight from the host (see `State::total`).
+const RESUM: u64 = 64;
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::default();
@@ -180,6 +188,8 @@ impl State {
             })
             .collect();
         self.ids = ids;
+        // The first choice re-reads the total from the host.
+        self.chosen = 0;
         self.weights = weights;
         self.settings = Some(settings);
         self.recheck_ns = 0;
@@ -210,6 +220,9 @@ impl State {
         let h = hash::xxh64(settings.key.extract(&headers).as_bytes(), 0);
         let factor = settings.factor_milli;
         self.refresh(req.now_ns);
+        if self.chosen.is_multiple_of(RESUM) {
+            self.total = (0..n).map(|i| u64::from(host::in_flight(i as u32))).sum();
+        }
         let tried = req.tried.unwrap_or_default();
         let mut view = HostView {
             weights: &self.weights,
@@ -222,6 +235,7 @@ impl State {
         };
         let pick = bounded::pick(&self.table, n, h, &mut self.marks, &mut view);
         self.total = self.total.saturating_add(1);
+        self.chosen = self.chosen.wrapping_add(1);
         pick as u32
     }
 

@@ -101,7 +101,8 @@ impl Settings {
     fn parse(config: &[(String, String)]) -> Result<Self, String> {
         common::reject_unknown(config, SETTINGS)?;
         let target_ms = common::config_f64(config, "target-ms", 0.0, 0.0..=3.6e6)?;
-        let window = common::config_usize(config, "window", 200, 10..=10_000)?;
+        // At most 2,000 samples: every update scans each backend's window.
+        let window = common::config_usize(config, "window", 200, 10..=2_000)?;
         Ok(Settings {
             quantile: common::config_f64(config, "quantile", 0.95, 0.5..=0.9999)?,
             target_us: (target_ms > 0.0).then_some(target_ms * 1e3),
@@ -178,11 +179,16 @@ struct Ejection {
 
 impl Ejection {
     /// As peak-ewma (and Envoy's outlier detection): out for `eject_ns` times the failures
-    /// in a row, at most 30 s; any response clears it.
+    /// in a row, at most 30 s.
+    /// A success resets the failures in a row but not an ejection running (a request in
+    /// flight when it began can still answer); failures during an ejection are the
+    /// requests that were in flight at the crash and do not lengthen it: one crash is one
+    /// failure event.
     fn record(&mut self, outcome: Outcome, status: u16, now_ns: u64, eject_ns: u64) {
         match outcome {
-            Outcome::Response if status < 500 => *self = Ejection::default(),
+            Outcome::Response if status < 500 => self.failures = 0,
             Outcome::Aborted => {}
+            _ if eject_ns > 0 && now_ns < self.until_ns => {}
             _ if eject_ns > 0 => {
                 self.failures = self.failures.saturating_add(1);
                 let out = eject_ns
@@ -198,28 +204,34 @@ impl Ejection {
 // === impl State ===
 
 impl State {
-    /// New settings or backends. Windows are kept by backend id, so a `configure` that
-    /// only adds or removes backends does not forget what was learnt about the others.
+    /// New settings or backends. Windows and requests outstanding are kept by backend id,
+    /// so a `configure` that only adds or removes backends does not forget what was learnt
+    /// about the others (nor leave their answers to match newer sends).
     fn configure(&mut self, setup: &Setup, settings: Settings) {
-        let mut old: Vec<(String, Window)> = std::mem::take(&mut self.ids)
+        let mut old: Vec<(String, (Window, Outstanding))> = std::mem::take(&mut self.ids)
             .into_iter()
-            .zip(std::mem::take(&mut self.windows))
+            .zip(
+                std::mem::take(&mut self.windows)
+                    .into_iter()
+                    .zip(std::mem::take(&mut self.outstanding)),
+            )
             .collect();
         let n = setup.backends.len();
-        self.windows = setup
+        let same_window = settings.window == self.settings.window;
+        (self.windows, self.outstanding) = setup
             .backends
             .iter()
             .map(|b| match old.iter().position(|(id, _)| *id == b.id) {
-                Some(i) if settings.window == self.settings.window => old.swap_remove(i).1,
-                _ => Window::new(settings.window),
+                Some(i) if same_window => old.swap_remove(i).1,
+                Some(i) => (Window::new(settings.window), old.swap_remove(i).1 .1),
+                None => (Window::new(settings.window), Outstanding::default()),
             })
-            .collect();
+            .unzip();
         self.ids = setup.backends.iter().map(|b| b.id.clone()).collect();
         self.settings = settings;
         self.shares = vec![1.0 / n.max(1) as f64; n];
         self.ejected = vec![Ejection::default(); n];
         self.targets.clear();
-        self.outstanding = vec![Outstanding::default(); n];
         self.first_choose_ns = None;
         self.groups.clear();
         self.group_of = vec![None; n];
@@ -349,9 +361,11 @@ impl State {
             }
         }
         self.groups = plan.groups;
-        for (i, w) in self.windows.iter().enumerate() {
-            if w.len() < s.min_samples {
-                next[i] += fair;
+        let mut in_plan = vec![false; n];
+        measured.iter().for_each(|p| in_plan[p.backend] = true);
+        for (share, planned) in next.iter_mut().zip(&in_plan) {
+            if !planned {
+                *share += fair;
             }
         }
         let total: f64 = next.iter().sum();

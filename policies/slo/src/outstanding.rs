@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 
 /// Sends remembered per backend at most; older ones are forgotten first.
-const MAX_SENDS: usize = 4096;
+const MAX_SENDS: usize = 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct Outstanding {

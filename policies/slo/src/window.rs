@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 /// Samples waiting to settle, at most: beyond this the oldest settles early, so a backend
 /// answering at a huge rate cannot grow the policy's memory without bound.
-const MAX_PENDING: usize = 16_384;
+const MAX_PENDING: usize = 1024;
 
 /// A ring of settled latencies (microseconds) in send order, and the unsettled ones.
 #[derive(Debug, Clone, Default)]

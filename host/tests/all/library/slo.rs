@@ -30,7 +30,16 @@ fn slo_reaches_the_studys_limit() {
     );
     assert!(c <= 0.01, "C only what exploration sends: {c}");
     // Every other shipped policy misses at least one of the three.
-    for other in ["rr", "sma", "ewma", "peak-ewma"] {
+    for other in [
+        "rr",
+        "sma",
+        "ewma",
+        "peak-ewma",
+        "least-request",
+        "prequal",
+        "wrr-orca",
+        "maglev",
+    ] {
         let o = run_with(other, "study", &opts(60)).stats;
         assert!(
             o.p95_ms > 205.0 || o.mean_ms > 195.0 || o.req_per_s < 510.0,
