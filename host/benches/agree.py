@@ -16,7 +16,7 @@ markdown row per pair with the differences, and `agrees` when the mean is within
 every share within 3 points (the policy-library issue's bar).
 
 Environment: POLICIES (default "least-request prequal wrr-orca maglev slo"), SCENARIOS
-(default "study queues"), DURATION (30), CONNECTIONS (100), WARMUP (5), OVERHEAD
+(default "study steps"), DURATION (30), CONNECTIONS (100), WARMUP (5), OVERHEAD
 (the simulator's per-request proxy time, default 0.2ms: what the proxy adds live here).
 """
 import csv
@@ -140,7 +140,7 @@ def simulated(policy, scenario, duration, connections, overhead, out):
 
 def main():
     policies = os.environ.get("POLICIES", "least-request prequal wrr-orca maglev slo").split()
-    scenarios = os.environ.get("SCENARIOS", "study queues").split()
+    scenarios = os.environ.get("SCENARIOS", "study steps").split()
     duration = int(os.environ.get("DURATION", "30"))
     connections = int(os.environ.get("CONNECTIONS", "100"))
     warmup = float(os.environ.get("WARMUP", "5"))
