@@ -60,6 +60,15 @@ pub fn reject_unknown(config: &[(String, String)], known: &[&str]) -> Result<(),
     Ok(())
 }
 
+/// `(key, value)` pairs as `setup.config` and response headers carry them, from string
+/// literals: for tests of settings and headers.
+pub fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn lookup<'a>(config: &'a [(String, String)], key: &str) -> Option<&'a str> {
     // Last one wins, like repeated command-line flags.
     config
@@ -73,11 +82,8 @@ fn lookup<'a>(config: &'a [(String, String)], key: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn cfg(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs(p)
     }
 
     #[test]

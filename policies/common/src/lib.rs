@@ -6,7 +6,8 @@
 //! any input, because a panic traps the policy on the request path.
 //!
 //! - [`config_f64`], [`config_usize`], [`reject_unknown`]: settings.
-//! - [`Rng`]: the seeded PRNG.
+//! - [`Rng`]: the seeded PRNG; [`mix`], its 64-bit finaliser, for hashing-style mixing.
+//! - [`pairs`]: settings from string literals, for tests.
 //! - [`Probes`], [`choose_lowest`], [`measured`], [`lowest`]: the study's adaptive choice;
 //!   [`sample_ms`] and [`Ended`]: what an exchange (an abort too) tells a latency score.
 //! - [`orca`]: ORCA `endpoint-load-metrics` TEXT reports and the gRPC A58 weight.
@@ -19,5 +20,5 @@ pub mod pool;
 mod rng;
 
 pub use adaptive::{choose_lowest, lowest, measured, sample_ms, Ended, Probes};
-pub use config::{config_f64, config_usize, reject_unknown};
-pub use rng::Rng;
+pub use config::{config_f64, config_usize, pairs, reject_unknown};
+pub use rng::{mix, Rng};

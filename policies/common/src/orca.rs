@@ -314,11 +314,8 @@ pub fn weight(report: &LoadReport, error_utilization_penalty: f64) -> Option<f64
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn h(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        crate::pairs(p)
     }
 
     fn err(value: &str) -> OrcaError {

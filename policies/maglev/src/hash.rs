@@ -86,12 +86,11 @@ pub fn xxh64(data: &[u8], seed: u64) -> u64 {
     h ^ (h >> 32)
 }
 
-/// A second, independent 64-bit value from a hash (the splitmix64 finaliser): the stride of
-/// a key's walk, so that it does not correlate with the slot the hash picked.
-pub fn remix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// A second, independent 64-bit value from a hash (the splitmix64 finaliser,
+/// `common::mix`): the stride of a key's walk, so that it does not correlate with the slot
+/// the hash picked.
+pub fn remix(z: u64) -> u64 {
+    common::mix(z)
 }
 
 #[cfg(test)]

@@ -134,11 +134,8 @@ fn is_token(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn h(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        common::pairs(p)
     }
 
     #[test]

@@ -268,11 +268,8 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn cfg(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        common::pairs(p)
     }
 
     /// A client over `n` backends that never probes, so tests set the pool by hand.

@@ -534,11 +534,8 @@ export!(Slo);
 mod tests {
     use super::*;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn cfg(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        common::pairs(p)
     }
 
     #[test]

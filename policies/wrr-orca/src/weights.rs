@@ -141,11 +141,8 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn cfg(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        common::pairs(p)
     }
 
     fn report(qps: f64, utilization: f64, eps: f64) -> LoadReport {
