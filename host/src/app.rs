@@ -39,23 +39,30 @@ pub struct Running {
     admin: Option<crate::admin::AdminHandle>,
     telemetry: Arc<Telemetry>,
     stop: tokio::sync::watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<switchyard_listener::Drained>,
     console: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting, lets requests in flight finish, flushes the log. Returns the totals.
     pub async fn shutdown(self) -> anyhow::Result<Totals> {
+        Ok(self.stop().await?.0)
+    }
+
+    /// [`Running::shutdown`], also returning how many connections were cut because they
+    /// outlived the grace period.
+    pub async fn stop(self) -> anyhow::Result<(Totals, usize)> {
         // The admin server first: no dashboard request reads state that is winding down.
         if let Some(admin) = self.admin {
             admin.shutdown().await;
         }
         let _ = self.stop.send(true);
-        let _ = self.server.await;
+        // A server task that panicked cut everything it had: reported as one.
+        let cut = self.server.await.map_or(1, |d| d.cut);
         if let Some(console) = self.console {
             console.abort();
         }
-        self.telemetry.finish()
+        Ok((self.telemetry.finish()?, cut))
     }
 }
 
@@ -90,6 +97,8 @@ pub async fn start(config: ProxyConfig, console: Console) -> anyhow::Result<Runn
         router,
         upstreams: Upstreams::new(targets, config.upstream),
         events: telemetry.sink(),
+        refusals: Default::default(),
+        connections: Default::default(),
         epoch: Instant::now(),
     });
     shared.router.set_prober(Arc::new(HttpProber::new(
@@ -113,7 +122,7 @@ pub async fn start(config: ProxyConfig, console: Console) -> anyhow::Result<Runn
         async move {
             let _ = stopped.wait_for(|s| *s).await;
         },
-        config.grace,
+        config.edge,
     ));
     let console = (console == Console::On)
         .then(|| tokio::spawn(console::run(shared.clone(), telemetry.clone())));

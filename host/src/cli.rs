@@ -96,9 +96,39 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_log: bool,
 
-    /// Upstream timeout: connect plus response head (e.g. 10s, 500ms).
+    /// Upstream timeout: to connect, and to send the response head once the whole request
+    /// body has been read from the client (e.g. 10s, 500ms). A slow upload does not count.
     #[arg(long, default_value = "10s", value_parser = duration::parse, value_name = "DURATION")]
     pub timeout: Duration,
+
+    /// Longest pause between two pieces of a client's request body (nginx's
+    /// client_body_timeout); a client that stalls longer gets 408.
+    #[arg(long, default_value = "60s", value_parser = duration::parse, value_name = "DURATION")]
+    pub upload_timeout: Duration,
+
+    /// How long requests in flight may take to finish at shutdown before they are cut
+    /// (default: --timeout plus 1s).
+    #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
+    pub grace: Option<Duration>,
+
+    /// From when a client connection is ready for a request (accepted, or its previous
+    /// response sent) to the last byte of the request's head; also the keep-alive idle
+    /// limit. A client that takes longer is disconnected.
+    #[arg(long, default_value = "30s", value_parser = duration::parse, value_name = "DURATION")]
+    pub header_timeout: Duration,
+
+    /// Request line plus headers, in bytes (1024..=262144); a larger head gets 431.
+    #[arg(long, default_value_t = 65536, value_name = "BYTES")]
+    pub max_header_bytes: usize,
+
+    /// Header lines per request (1..=10000); more get 431.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub max_headers: usize,
+
+    /// Client connections open at once; at the cap the proxy stops accepting until one
+    /// closes (new ones wait in the kernel's backlog).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_connections: usize,
 
     /// Longest pause between two pieces of a response body; a backend that stalls longer
     /// has its response cut off (logged and observed as a timeout).

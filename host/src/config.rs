@@ -6,6 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use crate::proxy::EdgeLimits;
 use switchyard_input::{duration, UsageError};
 use switchyard_runtime::{Backend, Limits, RouterOptions};
 use switchyard_upstream::{Mode, Options as UpstreamOptions, Protocol, Target};
@@ -50,8 +51,8 @@ pub struct ProxyConfig {
     pub verbose: bool,
     /// `None` with `--no-admin`.
     pub admin: Option<AdminConfig>,
-    /// How long requests in flight may take to finish once shutdown starts.
-    pub grace: Duration,
+    /// What clients may ask of the listener, the shutdown grace included.
+    pub edge: EdgeLimits,
     /// `--probe-timeout`: how long one probe a policy asked for may take.
     pub probe_timeout: Duration,
 }
@@ -66,6 +67,7 @@ impl ProxyConfig {
             ));
         }
         check_probe_bounds(args)?;
+        let edge = edge_limits(args)?;
         check_sandbox_bounds(args)?;
         let admin = if args.no_admin {
             None
@@ -96,7 +98,7 @@ impl ProxyConfig {
             log,
             verbose: args.verbose,
             admin,
-            grace: args.timeout + Duration::from_secs(1),
+            edge,
             probe_timeout: args.probe_timeout,
         })
     }
@@ -160,6 +162,42 @@ fn default_id(i: usize) -> String {
         Ok(n) if n < 26 => char::from(b'A' + n).to_string(),
         _ => format!("B{i}"),
     }
+}
+
+/// The client-side limits, checked: each must leave ordinary clients room.
+fn edge_limits(args: &ServeArgs) -> Result<EdgeLimits, UsageError> {
+    // Under hyper's read buffer (~400 KB), which would otherwise cut heads first.
+    const HEADER_BYTES: std::ops::RangeInclusive<usize> = 1024..=262_144;
+    if !HEADER_BYTES.contains(&args.max_header_bytes) {
+        return Err(UsageError::new(format!(
+            "--max-header-bytes {} is outside 1024..=262144: use e.g. 65536",
+            args.max_header_bytes
+        )));
+    }
+    if !(1..=10_000).contains(&args.max_headers) {
+        return Err(UsageError::new(format!(
+            "--max-headers {} is outside 1..=10000: use e.g. 100",
+            args.max_headers
+        )));
+    }
+    if args.max_connections == 0 {
+        return Err(UsageError::new(
+            "--max-connections 0 would accept nothing: use e.g. 10000",
+        ));
+    }
+    if args.header_timeout.is_zero() {
+        return Err(UsageError::new(
+            "--header-timeout 0s would close every connection before its first request: use e.g. 30s",
+        ));
+    }
+    Ok(EdgeLimits {
+        // By default long enough for a request that just got its response head to finish.
+        grace: args.grace.unwrap_or(args.timeout + Duration::from_secs(1)),
+        header_timeout: args.header_timeout,
+        max_header_bytes: args.max_header_bytes,
+        max_headers: args.max_headers,
+        max_connections: args.max_connections,
+    })
 }
 
 /// The probe flags' bounds: a policy's probes must stay rare and short, whatever it asks.
@@ -277,6 +315,7 @@ fn upstream_options(args: &ServeArgs) -> UpstreamOptions {
         mode: args.upstream,
         protocol: args.upstream_protocol,
         timeout: args.timeout,
+        upload_timeout: args.upload_timeout,
         body_timeout: args.body_timeout,
         h2_keepalive: Some(args.h2_keepalive).filter(|d| !d.is_zero()),
         // One HTTP/2 connection per worker thread spreads the framing work.
@@ -346,7 +385,7 @@ mod tests {
             c.log,
             Some(PathBuf::from("logs/ewma_persistent_19700101T000000Z.csv"))
         );
-        assert_eq!(c.grace, Duration::from_secs(11));
+        assert_eq!(c.edge.grace, Duration::from_secs(11));
         assert_eq!(c.upstream.h2_keepalive, Some(Duration::from_secs(10)));
         assert_eq!(c.router.limits.memory_bytes, 32 << 20);
         assert!(c.admin.is_some());

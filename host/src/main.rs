@@ -87,8 +87,14 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         eprintln!("stopping: letting requests in flight finish, flushing the log");
         let shared = running.shared.clone();
         let log = running.log.clone();
-        let totals = running.shutdown().await?;
+        let (totals, cut) = running.stop().await?;
         switchyard::console::print_totals(&shared, &totals, log.as_deref());
+        if cut > 0 {
+            // Not a usage error: exit 1, and say what it means for the log.
+            anyhow::bail!(
+                "{cut} connections still had requests in flight after the grace period and were cut; their requests are in the log with outcome `cut` (raise --grace to let them finish)"
+            );
+        }
         Ok(())
     })
 }

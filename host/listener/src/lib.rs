@@ -8,16 +8,22 @@
 //! ask every connection to finish (HTTP/1 after its response, HTTP/2 with GOAWAY), wait up
 //! to a grace period, then cut whatever is left, so that nothing outlives the server.
 //!
+//! [`serve_with`] also caps the connections open at once: at the cap it stops accepting
+//! (new connections wait in the kernel's backlog, as with HAProxy's `maxconn`, rather than
+//! being accepted only to be refused), and counts how often that happened.
+//!
 //! The protocol is the caller's: it turns each accepted stream into a future, usually a
 //! hyper connection wrapped in [`until_drained`] (hyper's HTTP/1 and HTTP/2 connections and
 //! hyper-util's auto connection all drain that way).
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 /// Pending connections the kernel queues before `accept` (the proxy takes bursts of
@@ -97,12 +103,57 @@ pub async fn until_drained<C: GracefulConnection>(conn: C, mut draining: Drainin
     let _ = conn.await;
 }
 
-/// Accepts on `listener` until `shutdown` resolves, running the future `connection` makes of
-/// each accepted stream as a task of its own; then drains: [`Draining`] resolves for every
-/// connection, and those still open after `grace` are cut.
+/// The connections a server has open, for whoever reports on them.
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: AtomicUsize,
+    /// Times accepting paused because the cap was reached.
+    at_cap: AtomicU64,
+    /// Set once the grace period is over and what is left is being cut.
+    cutting: AtomicBool,
+}
+
+impl Connections {
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn at_cap(&self) -> u64 {
+        self.at_cap.load(Ordering::Relaxed)
+    }
+
+    /// Whether the server is cutting the connections that outlived the grace period:
+    /// work that ends now ends because of it.
+    pub fn cutting(&self) -> bool {
+        self.cutting.load(Ordering::Relaxed)
+    }
+}
+
+/// How [`serve_with`] runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long connections may take to finish once draining starts.
+    pub grace: Duration,
+    /// Connections open at once; at the cap accepting pauses.
+    pub max_connections: usize,
+    pub connections: Arc<Connections>,
+}
+
+impl Options {
+    /// No cap, for servers that only the operator uses (admin, simulated backends).
+    pub fn new(grace: Duration) -> Self {
+        Options {
+            grace,
+            max_connections: Semaphore::MAX_PERMITS,
+            connections: Arc::default(),
+        }
+    }
+}
+
+/// [`serve_with`] without a connection cap.
 pub async fn serve<F, Fut>(
     listener: TcpListener,
-    mut connection: F,
+    connection: F,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> Drained
@@ -110,10 +161,52 @@ where
     F: FnMut(TcpStream, SocketAddr, Draining) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    serve_with(listener, connection, shutdown, Options::new(grace)).await
+}
+
+/// Accepts on `listener` until `shutdown` resolves, running the future `connection` makes of
+/// each accepted stream as a task of its own, at most `max_connections` at once; then
+/// drains: [`Draining`] resolves for every connection, and those still open after `grace`
+/// are cut.
+pub async fn serve_with<F, Fut>(
+    listener: TcpListener,
+    mut connection: F,
+    shutdown: impl Future<Output = ()>,
+    options: Options,
+) -> Drained
+where
+    F: FnMut(TcpStream, SocketAddr, Draining) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Options {
+        grace,
+        max_connections,
+        connections,
+    } = options;
     let (drain, draining) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
+    let mut warned: Option<std::time::Instant> = None;
     loop {
+        if slots.available_permits() == 0 {
+            connections.at_cap.fetch_add(1, Ordering::Relaxed);
+            // Once per 10 s at most: a server held at its cap would otherwise log per close.
+            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                warned = Some(std::time::Instant::now());
+                tracing::warn!(
+                    "{max_connections} connections open: not accepting more until one closes \
+                     (--max-connections)"
+                );
+            }
+        }
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            // The semaphore is never closed, so acquiring only waits.
+            Ok(slot) = slots.clone().acquire_owned() => slot,
+        };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -130,7 +223,14 @@ where
         };
         // Latency is what this project measures; small writes must not wait for acks.
         let _ = stream.set_nodelay(true);
-        conns.spawn(connection(stream, peer, Draining(draining.clone())));
+        let conn = connection(stream, peer, Draining(draining.clone()));
+        let open = connections.clone();
+        open.open.fetch_add(1, Ordering::Relaxed);
+        conns.spawn(async move {
+            conn.await;
+            open.open.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
     }
     drop(listener);
     let _ = drain.send(true);
@@ -139,6 +239,7 @@ where
         Ok(()) => 0,
         Err(_) => conns.len(),
     };
+    connections.cutting.store(cut > 0, Ordering::Relaxed);
     // Whatever is left holds the server's state: end it now rather than after the caller.
     conns.shutdown().await;
     Drained { cut }

@@ -118,7 +118,7 @@ impl<W: io::Write> LogWriter<W> {
 /// With an `outcome` (the proxy's and the simulator's logs, and the live counters), "no
 /// complete response because of the backend" is a refused connection, a timeout, or a
 /// connection that broke before the response was whole (`connect_error`, `timeout`,
-/// `broken`). A client hanging up (`aborted`) is neither the backend's failure nor the
+/// `broken`), or a response the proxy cut at shutdown (`cut`). A client hanging up (`aborted`) is neither the backend's failure nor the
 /// proxy's, whatever its status.
 ///
 /// Without one (`None`: the study's five-column logs, or a [`crate::Record`]), this is the
@@ -128,7 +128,7 @@ impl<W: io::Write> LogWriter<W> {
 /// though it has no status.
 pub fn failed(status: u16, outcome: Option<&str>) -> bool {
     match outcome {
-        Some(o) => status >= 500 || matches!(o, "connect_error" | "timeout" | "broken"),
+        Some(o) => status >= 500 || matches!(o, "connect_error" | "timeout" | "broken" | "cut"),
         None => status == 0 || status >= 500,
     }
 }

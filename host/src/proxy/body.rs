@@ -103,6 +103,9 @@ impl Completion {
             routing_mode: self.routing_mode.clone(),
             fault: self.fault,
             reused: self.reused,
+            // Dropped unfinished while the listener cuts what outlived the shutdown grace:
+            // not the client's doing, and logged as such.
+            cut: outcome == Outcome::Aborted && self.shared.connections.cutting(),
         });
     }
 }

@@ -25,20 +25,34 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !any {
         return;
     }
-    if let Some(named) = headers.get(header::CONNECTION).cloned() {
-        if let Ok(list) = named.to_str() {
-            for name in list.split(',') {
-                let name = name.trim();
-                if !name.is_empty() {
-                    headers.remove(name);
-                }
-            }
-        }
+    // Every `Connection` line counts (RFC 9110 §5.3: a list may be split over several
+    // lines); the names are collected first because removing them changes the map.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
     }
     for h in &HOP_BY_HOP {
         headers.remove(h);
     }
     headers.remove("proxy-connection");
+}
+
+/// Prepares a backend response's headers for the client. A response framed by
+/// `Transfer-Encoding` has any `Content-Length` removed before the hop-by-hop headers go
+/// (RFC 9112 §6.3: Transfer-Encoding wins, and a proxy must drop Content-Length): the body
+/// the client gets is re-framed, and a stale length would cut it short or make the client
+/// wait for bytes that never come.
+pub(super) fn to_client(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    strip_hop_by_hop(headers);
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -1,6 +1,7 @@
 //! The listener and forwarding: accepts client connections, asks the router for a backend,
 //! relays the exchange through the upstream connections, and reports what happened.
 mod body;
+pub mod edge;
 mod headers;
 mod probe;
 
@@ -22,13 +23,17 @@ pub use body::ProxyBody;
 pub use probe::HttpProber;
 
 use crate::telemetry::EventSink;
-use switchyard_upstream::{UpstreamError, Upstreams};
+use switchyard_upstream::{Upload, UpstreamError, Upstreams};
 
 /// What every request handler shares.
 pub struct ProxyState {
     pub router: Router,
     pub upstreams: Upstreams,
     pub events: EventSink,
+    /// Requests refused before routing, by reason.
+    pub refusals: edge::Refusals,
+    /// Client connections open, and whether the ones left at shutdown are being cut.
+    pub connections: Arc<switchyard_listener::Connections>,
     /// The zero of the monotonic `now_ns` that policies see.
     pub epoch: Instant,
 }
@@ -48,16 +53,46 @@ impl ProxyState {
     }
 }
 
+/// hyper's default header-line limit (`http1::Builder::max_headers`).
+const HYPER_MAX_HEADERS: usize = 100;
+
+/// What clients may ask of the listener (README, "Limits").
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeLimits {
+    /// How long requests in flight may take to finish at shutdown.
+    pub grace: Duration,
+    /// From when a connection is ready for a request (accepted, or its previous response
+    /// sent) to the last byte of the request's head: bounds slow heads and idle keep-alive
+    /// connections alike (hyper starts the timer when it starts waiting for a head).
+    pub header_timeout: Duration,
+    /// Request line plus headers, in bytes; beyond it: 431 and the connection closed.
+    pub max_header_bytes: usize,
+    /// Header lines; beyond it: 431 and the connection closed.
+    pub max_headers: usize,
+    /// Client connections open at once; at the cap the listener stops accepting.
+    pub max_connections: usize,
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and waits up to `grace` for
 /// requests in flight to finish; connections still open then are cut.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<ProxyState>,
     shutdown: impl std::future::Future<Output = ()>,
-    grace: Duration,
-) {
+    limits: EdgeLimits,
+) -> switchyard_listener::Drained {
+    let grace = limits.grace;
     let mut builder = http1::Builder::new();
-    builder.keep_alive(true);
+    builder
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes);
+    // hyper's own limit is 100 on the stack; setting any other moves the parsed headers to
+    // the heap (hyper measures ~5 % per request), so only a non-default value is set.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        builder.max_headers(limits.max_headers);
+    }
     let connection = |stream, client, draining| {
         let shared = shared.clone();
         // Formatted once per connection, not per request.
@@ -66,13 +101,19 @@ pub async fn serve(
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         switchyard_listener::until_drained(conn, draining)
     };
-    let drained = switchyard_listener::serve(listener, connection, shutdown, grace).await;
+    let options = switchyard_listener::Options {
+        grace,
+        max_connections: limits.max_connections,
+        connections: shared.connections.clone(),
+    };
+    let drained = switchyard_listener::serve_with(listener, connection, shutdown, options).await;
     if drained.cut > 0 {
         tracing::warn!(
             "{} connections still had requests in flight after {grace:?}; stopping anyway",
             drained.cut
         );
     }
+    drained
 }
 
 /// The request as the policy may read it.
@@ -121,6 +162,10 @@ async fn handle(
     client_ip: http::HeaderValue,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if let Err(refusal) = edge::admit(&mut req) {
+        shared.refusals.count(refusal);
+        return Ok(local(refusal.status(), refusal.message().into()));
+    }
     let choice = shared
         .router
         .choose(&View { req: &req, client }, shared.now_ns());
@@ -150,13 +195,13 @@ async fn handle(
     // No `.await` since `choose`: the choice reaches its completion, which observes and
     // logs the request however it ends (dropped unfinished: aborted).
     let mut completion = Completion::new(shared.clone(), choice);
-    match shared.upstreams.send(backend, req).await {
+    match shared.upstreams.send(backend, req.map(Upload::new)).await {
         Ok((mut resp, lease)) => {
             completion.status = resp.status().as_u16();
             completion.reused = lease.reused();
             completion.lease = Some(lease);
             completion.collect_headers(resp.headers());
-            headers::strip_hop_by_hop(resp.headers_mut());
+            headers::to_client(resp.headers_mut());
             let (parts, inner) = resp.into_parts();
             let body = if http_body::Body::is_end_stream(&inner) {
                 // Nothing will poll an empty body; the exchange is complete now.
@@ -172,6 +217,8 @@ async fn handle(
                 UpstreamError::Connect(_) => (StatusCode::BAD_GATEWAY, Outcome::ConnectError),
                 UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::Timeout),
                 UpstreamError::Broken(_) => (StatusCode::BAD_GATEWAY, Outcome::Broken),
+                // The client's fault: the backend is not blamed (the policy sees an abort).
+                UpstreamError::UploadStalled(_) => (StatusCode::REQUEST_TIMEOUT, Outcome::Aborted),
             };
             completion.status = status.as_u16();
             completion.finish(outcome);

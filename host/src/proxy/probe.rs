@@ -70,6 +70,8 @@ impl Prober for HttpProber {
                         UpstreamError::Connect(_) => Outcome::ConnectError,
                         UpstreamError::Timeout(_) => Outcome::Timeout,
                         UpstreamError::Broken(_) => Outcome::Broken,
+                        // Probes have no body to upload.
+                        UpstreamError::UploadStalled(_) => Outcome::Aborted,
                     },
                     headers: Vec::new(),
                 },

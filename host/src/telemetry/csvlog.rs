@@ -55,7 +55,7 @@ impl CsvLog {
             status_code: e.status,
             routing_mode: &e.routing_mode,
             backend_id: id,
-            outcome: e.outcome.as_str(),
+            outcome: if e.cut { "cut" } else { e.outcome.as_str() },
             upstream: self.upstream,
             conn_reused: e.reused,
             fault: e.fault.map(|f| f.as_str()),

@@ -35,6 +35,9 @@ pub struct RequestEvent {
     pub routing_mode: Arc<str>,
     pub fault: Option<FaultKind>,
     pub reused: bool,
+    /// Cut at shutdown, after the grace period (logged as outcome `cut`; the policy was
+    /// told `aborted`).
+    pub cut: bool,
 }
 
 /// How often the recorder drains the channel.

@@ -11,6 +11,7 @@ mod admin;
 mod analyze;
 mod cli;
 mod contract;
+mod edge;
 mod h2c;
 mod library;
 mod proxy;

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use super::body::{Body, BoxError, H2Body};
+use super::Upload;
 use super::{Lease, Upstream, UpstreamError};
 
 /// Stream window: what one response may have in flight before its client reads it.
@@ -153,7 +153,7 @@ impl Slot {
 /// restarting gracefully fails no request.
 pub(super) async fn send(
     up: &Arc<Upstream>,
-    req: Request<Incoming>,
+    req: Request<Upload>,
 ) -> Result<(Response<Body>, Lease), UpstreamError> {
     let slot = up.mux.slot();
     let (head, body) = req.into_parts();
@@ -244,7 +244,7 @@ fn explain(e: h2::Error) -> BoxError {
 }
 
 /// Copies the client's request body into the stream as flow control allows.
-async fn pipe(mut body: Incoming, mut tx: h2::SendStream<Bytes>) {
+async fn pipe(mut body: Upload, mut tx: h2::SendStream<Bytes>) {
     loop {
         let frame = match body.frame().await {
             None => {

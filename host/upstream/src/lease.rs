@@ -1,9 +1,9 @@
 //! What an exchange holds on to until its response body is complete.
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
+use super::Upload;
 use super::Upstream;
 
 /// A connection lent to one exchange. `release` once the response body is complete gives
@@ -11,7 +11,7 @@ use super::Upstream;
 /// when hyper is done. h2c streams and one-shot connections hold nothing here (their
 /// connection is shared, or closes by itself): only the reuse flag.
 pub struct Lease {
-    conn: Option<(SendRequest<Incoming>, Arc<Upstream>)>,
+    conn: Option<(SendRequest<Upload>, Arc<Upstream>)>,
     reused: bool,
 }
 
@@ -22,7 +22,7 @@ impl Lease {
     }
 
     /// A pooled HTTP/1 connection, returned to `up`'s pool by [`Lease::release`].
-    pub(super) fn pooled(sender: SendRequest<Incoming>, up: Arc<Upstream>, reused: bool) -> Self {
+    pub(super) fn pooled(sender: SendRequest<Upload>, up: Arc<Upstream>, reused: bool) -> Self {
         Lease {
             conn: Some((sender, up)),
             reused,

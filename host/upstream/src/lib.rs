@@ -9,6 +9,7 @@ mod lease;
 mod oneshot;
 mod pool;
 mod probe;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderValue;
-use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 use thiserror::Error;
@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 pub use body::{Body, BoxError};
 pub use lease::Lease;
 pub use probe::{ProbeResponse, PROBE_BODY_LIMIT};
+pub use upload::Upload;
 
 /// How upstream connections are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +101,10 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("connection broke: {0}")]
     Broken(BoxError),
+    /// The client paused its request body for longer than the upload limit: its fault, not
+    /// the backend's.
+    #[error("the client sent no request body for {0:?}")]
+    UploadStalled(Duration),
 }
 
 impl From<hyper::Error> for UpstreamError {
@@ -133,6 +138,7 @@ pub struct Upstreams {
     mode: Mode,
     protocol: Protocol,
     timeout: Duration,
+    upload_timeout: Duration,
     body_timeout: Duration,
 }
 
@@ -141,8 +147,11 @@ pub struct Upstreams {
 pub struct Options {
     pub mode: Mode,
     pub protocol: Protocol,
-    /// Response-head timeout, connect included.
+    /// The backend's allowance: to connect, and to answer once it has the whole request
+    /// (the clock starts when the request body has been read in full; see `upload`).
     pub timeout: Duration,
+    /// Longest pause allowed between two pieces of a client's request body.
+    pub upload_timeout: Duration,
     /// Longest pause allowed between two pieces of a response body.
     pub body_timeout: Duration,
     /// HTTP/2 connections per backend (one per worker thread spreads the framing work).
@@ -180,6 +189,7 @@ impl Upstreams {
             mode: options.mode,
             protocol: options.protocol,
             timeout: options.timeout,
+            upload_timeout: options.upload_timeout,
             body_timeout: options.body_timeout,
         }
     }
@@ -221,13 +231,14 @@ impl Upstreams {
     pub async fn send(
         &self,
         i: usize,
-        req: Request<Incoming>,
+        req: Request<Upload>,
     ) -> Result<(Response<Body>, Lease), UpstreamError> {
         let Some(up) = self.backends.get(i) else {
             return Err(UpstreamError::Connect(std::io::Error::other(format!(
                 "no backend {i}"
             ))));
         };
+        let req_clock = req.body().clock();
         let exchange = async {
             match (self.mode, self.protocol) {
                 (Mode::Persistent, Protocol::H2c) => h2c::send(up, req).await,
@@ -235,9 +246,33 @@ impl Upstreams {
                 (Mode::Persistent, Protocol::Http1) => pool::send(up, req).await,
             }
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(UpstreamError::Timeout(self.timeout)),
+        let Some(clock) = req_clock else {
+            // No body to wait for: the backend's clock runs from now.
+            return match tokio::time::timeout(self.timeout, exchange).await {
+                Ok(result) => result,
+                Err(_) => Err(UpstreamError::Timeout(self.timeout)),
+            };
+        };
+        let mut exchange = std::pin::pin!(exchange);
+        loop {
+            let wake = match upload::verdict(
+                clock.turn(),
+                std::time::Instant::now(),
+                self.timeout,
+                self.upload_timeout,
+            ) {
+                upload::Verdict::WakeAt(at) => at,
+                upload::Verdict::BackendTimeout => {
+                    return Err(UpstreamError::Timeout(self.timeout))
+                }
+                upload::Verdict::ClientStalled => {
+                    return Err(UpstreamError::UploadStalled(self.upload_timeout))
+                }
+            };
+            tokio::select! {
+                result = exchange.as_mut() => return result,
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
         }
     }
 }
@@ -257,12 +292,12 @@ pub(crate) async fn open(up: &Upstream) -> Result<TcpStream, UpstreamError> {
 }
 
 /// Opens and handshakes a new HTTP/1.1 connection.
-async fn connect(up: &Upstream) -> Result<SendRequest<Incoming>, UpstreamError> {
+async fn connect(up: &Upstream) -> Result<SendRequest<Upload>, UpstreamError> {
     handshake(open(up).await?).await
 }
 
 /// Starts HTTP/1.1 on `io`, with the connection driven by its own task.
-pub(crate) async fn handshake<T>(io: T) -> Result<SendRequest<Incoming>, UpstreamError>
+pub(crate) async fn handshake<T>(io: T) -> Result<SendRequest<Upload>, UpstreamError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

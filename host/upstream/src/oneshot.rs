@@ -13,17 +13,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{HeaderValue, CONNECTION};
-use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::Upload;
 use super::{handshake, open, Body, Lease, Upstream, UpstreamError};
 
 /// One exchange on a connection of its own, `Connection: close`.
 pub(super) async fn send(
     up: &Upstream,
-    mut req: Request<Incoming>,
+    mut req: Request<Upload>,
 ) -> Result<(Response<Body>, Lease), UpstreamError> {
     req.headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -3,20 +3,20 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 
+use super::Upload;
 use super::{connect, Body, Lease, Upstream, UpstreamError};
 
 /// Idle connections beyond this are closed rather than kept.
 const MAX_IDLE: usize = 1024;
 
 #[derive(Default)]
-pub(super) struct Idle(Mutex<Vec<SendRequest<Incoming>>>);
+pub(super) struct Idle(Mutex<Vec<SendRequest<Upload>>>);
 
 impl Idle {
-    fn pop(&self) -> Option<SendRequest<Incoming>> {
+    fn pop(&self) -> Option<SendRequest<Upload>> {
         // Poisoning needs a panic while holding this lock, and nothing in here panics.
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(sender) = idle.pop() {
@@ -27,7 +27,7 @@ impl Idle {
         None
     }
 
-    pub(super) fn push(&self, sender: SendRequest<Incoming>) {
+    pub(super) fn push(&self, sender: SendRequest<Upload>) {
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(sender);
@@ -42,7 +42,7 @@ impl Idle {
 /// connection, so that race never fails a request.
 pub(super) async fn send(
     up: &Arc<Upstream>,
-    req: Request<Incoming>,
+    req: Request<Upload>,
 ) -> Result<(Response<Body>, Lease), UpstreamError> {
     let mut req = req;
     while let Some(mut sender) = up.idle.pop() {
