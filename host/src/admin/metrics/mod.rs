@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 
 use super::body::AdminBody;
 use super::{AdminContext, Ctx};
-use collectors::{RouterCollector, TelemetryCollector, UpstreamCollector};
+use collectors::{EdgeCollector, RouterCollector, TelemetryCollector, UpstreamCollector};
 
 /// Every family is named `switchyard_*`.
 const PREFIX: &str = "switchyard";
@@ -32,6 +32,9 @@ pub(super) fn registry(app: &AdminContext) -> Registry {
         shared: app.shared.clone(),
     }));
     registry.register_collector(Box::new(RouterCollector {
+        shared: app.shared.clone(),
+    }));
+    registry.register_collector(Box::new(EdgeCollector {
         shared: app.shared.clone(),
     }));
     registry
