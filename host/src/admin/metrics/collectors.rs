@@ -288,6 +288,42 @@ impl RouterCollector {
     }
 }
 
+/// The client side: requests refused before routing and the connection cap.
+pub(super) struct EdgeCollector {
+    pub(super) shared: Arc<ProxyState>,
+}
+
+impl Collector for EdgeCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        counter_by(
+            &mut enc,
+            "refused",
+            "Requests answered by the proxy itself before routing (400 for Host errors, 501 for \
+             CONNECT), by reason; they reach no policy and no backend.",
+            "reason",
+            self.shared
+                .refusals
+                .snapshot()
+                .into_iter()
+                .map(|(r, n)| (r.as_str(), n)),
+        )?;
+        let conns = &self.shared.connections;
+        enc.encode_descriptor(
+            "client_connections",
+            "Client connections open now.",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_gauge(&(conns.open() as u64))?;
+        counter(
+            &mut enc,
+            "client_connection_cap_reached",
+            "Times the listener stopped accepting because --max-connections were open.",
+            conns.at_cap(),
+        )
+    }
+}
+
 // The collectors hold the proxy's state, which has no `Debug`; `Collector` asks for one.
 macro_rules! opaque_debug {
     ($($t:ty),*) => {$(
@@ -298,7 +334,12 @@ macro_rules! opaque_debug {
         }
     )*};
 }
-opaque_debug!(TelemetryCollector, UpstreamCollector, RouterCollector, EdgeCollector);
+opaque_debug!(
+    TelemetryCollector,
+    UpstreamCollector,
+    RouterCollector,
+    EdgeCollector
+);
 
 #[cfg(test)]
 mod tests {
@@ -342,41 +383,5 @@ mod tests {
         );
         assert!(openmetrics.contains("s_z_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(openmetrics.ends_with("# EOF\n"));
-    }
-}
-
-/// The client side: requests refused before routing and the connection cap.
-pub(super) struct EdgeCollector {
-    pub(super) shared: Arc<ProxyState>,
-}
-
-impl Collector for EdgeCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        counter_by(
-            &mut enc,
-            "refused",
-            "Requests answered by the proxy itself before routing (400 for Host errors, 501 for \
-             CONNECT), by reason; they reach no policy and no backend.",
-            "reason",
-            self.shared
-                .refusals
-                .snapshot()
-                .into_iter()
-                .map(|(r, n)| (r.as_str(), n)),
-        )?;
-        let conns = &self.shared.connections;
-        enc.encode_descriptor(
-            "client_connections",
-            "Client connections open now.",
-            None,
-            MetricType::Gauge,
-        )?
-        .encode_gauge(&(conns.open() as u64))?;
-        counter(
-            &mut enc,
-            "client_connection_cap_reached",
-            "Times the listener stopped accepting because --max-connections were open.",
-            conns.at_cap(),
-        )
     }
 }
