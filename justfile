@@ -75,7 +75,7 @@ test: build-policies build-fixtures layout
     cargo fmt --all -- --check
     cargo fmt --all --manifest-path policies/Cargo.toml -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
-    cargo test --release --manifest-path policies/Cargo.toml -p switchyard-policy-common -p least-request -p prequal -p wrr-orca -p maglev -p slo
+    cargo test --release --manifest-path policies/Cargo.toml -p switchyard-policy-common -p peak-ewma -p least-request -p prequal -p wrr-orca -p maglev -p slo
     cargo test --release --workspace
     # --workspace, not -p switchyard: the same feature set as above, so nothing is rebuilt.
     cargo test --release --workspace --test all -- --ignored dashboard_

@@ -324,6 +324,28 @@ fn peak_ewma_avoids_a_dead_backend() {
     assert!(share_of(&dead, 1) < 0.05, "{}", share_of(&dead, 1));
 }
 
+/// Issue 16, defect 8: every request in flight on B when it crashed failed at once, and each
+/// counted as one more failure in a row, so B was ejected for the 30 s cap (until it was
+/// back up) instead of the 1 s that one failure earns. One crash is one failure event: B
+/// is probed again about a second after it.
+#[test]
+fn peak_ewma_counts_a_crash_once() {
+    let r = run("peak-ewma", "fail-recover");
+    let crash = 30 * S;
+    let probe = r
+        .requests
+        .iter()
+        .filter(|x| x.backend == 1 && x.dispatched_ns >= crash)
+        .map(|x| x.dispatched_ns)
+        .min()
+        .expect("B is tried again after its crash");
+    let after_ms = (probe - crash) / 1_000_000;
+    assert!(
+        (1000..2000).contains(&after_ms),
+        "B first retried {after_ms} ms after the crash"
+    );
+}
+
 #[test]
 fn peak_ewma_returns_to_a_recovered_backend() {
     let r = run("peak-ewma", "fail-recover");

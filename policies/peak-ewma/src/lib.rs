@@ -8,7 +8,8 @@
 //! in-flight factor stops 100 concurrent requests from all piling onto the one backend that
 //! looked fastest a moment ago; random pairs avoid the herd. A backend that fails is
 //! ejected for `eject-ms` (default 1 s) times its failures in a row, as Envoy's outlier
-//! detection does, then probed again.
+//! detection does, then probed again; the requests a crash cuts at once are one failure,
+//! not one each (`state.rs`).
 //!
 //! Requests in flight come from the host (`host.in-flight`, contract 0.2), which counts
 //! every request exactly, whoever chose it and however it ended. Under 0.1 this policy
@@ -20,6 +21,9 @@ use std::cell::RefCell;
 
 use common::Rng;
 
+mod state;
+use state::{Backend, Sample};
+
 wit_bindgen::generate!({ path: "../../wit", world: "router" });
 
 use exports::switchyard::policy::policy::{
@@ -27,16 +31,6 @@ use exports::switchyard::policy::policy::{
 };
 use switchyard::policy::host;
 use switchyard::policy::types::Outcome;
-
-#[derive(Clone, Copy, Default)]
-struct Backend {
-    /// Nanoseconds.
-    cost: f64,
-    stamp_ns: u64,
-    /// Failures in a row, and until when the backend is ejected because of them.
-    failures: u32,
-    ejected_until_ns: u64,
-}
 
 #[derive(Default)]
 struct State {
@@ -48,20 +42,15 @@ struct State {
 }
 
 impl State {
-    /// The cost as it stands at `now`: decayed towards zero since the last sample, so an
-    /// idle backend slowly becomes worth another try.
     fn cost(&self, i: usize, now_ns: u64) -> f64 {
-        let b = &self.backends[i];
-        let elapsed = now_ns.saturating_sub(b.stamp_ns) as f64;
-        b.cost * (-elapsed / self.decay_ns).exp()
+        self.backends[i].cost_at(now_ns, self.decay_ns)
     }
 
     /// Cost times requests in flight; infinite while ejected. The ejection matters: a dead
     /// backend fails in microseconds, so with a busy fleet even a penalised cost times
     /// one request in flight would look cheaper than a healthy backend times fifty.
     fn load(&self, i: usize, now_ns: u64) -> f64 {
-        let b = &self.backends[i];
-        if now_ns < b.ejected_until_ns {
+        if self.backends[i].ejected(now_ns) {
             return f64::INFINITY;
         }
         self.cost(i, now_ns) * (f64::from(host::in_flight(i as u32)) + 1.0)
@@ -96,15 +85,7 @@ impl Guest for PeakEwma {
                 decay_ns: decay_ms * 1e6,
                 eject_ns: eject_ms * 1e6,
                 penalty_ns: penalty_ms * 1e6,
-                backends: vec![
-                    Backend {
-                        cost: default_rtt_ms * 1e6,
-                        stamp_ns: setup.now_ns,
-                        failures: 0,
-                        ejected_until_ns: 0,
-                    };
-                    n
-                ],
+                backends: vec![Backend::new(default_rtt_ms * 1e6, setup.now_ns); n],
                 rng: Some(Rng::new(setup.seed)),
             }
         });
@@ -142,39 +123,17 @@ impl Guest for PeakEwma {
             if i >= s.backends.len() {
                 return;
             }
-            if o.outcome == Outcome::Aborted {
-                // A lower bound on the RTT: it can only raise the cost (as a peak).
-                let b = &mut s.backends[i];
-                if o.latency_ns as f64 > b.cost {
-                    b.cost = o.latency_ns as f64;
-                    b.stamp_ns = b.stamp_ns.max(o.now_ns);
-                }
-                return;
-            }
-            let failed = o.outcome != Outcome::Response || o.status >= 500;
-            let rtt = if failed {
-                (o.latency_ns as f64).max(s.penalty_ns)
-            } else {
-                o.latency_ns as f64
+            let sample = Sample {
+                now_ns: o.now_ns,
+                latency_ns: o.latency_ns,
+                failed: o.outcome != Outcome::Response || o.status >= 500,
             };
+            let (decay, penalty, eject) = (s.decay_ns, s.penalty_ns, s.eject_ns);
             let b = &mut s.backends[i];
-            let elapsed = o.now_ns.saturating_sub(b.stamp_ns) as f64;
-            let w = (-elapsed / s.decay_ns).exp();
-            b.cost = if rtt > b.cost {
-                rtt
+            if o.outcome == Outcome::Aborted {
+                b.aborted(sample);
             } else {
-                b.cost * w + rtt * (1.0 - w)
-            };
-            b.stamp_ns = b.stamp_ns.max(o.now_ns);
-            if failed {
-                // Eject for longer the longer it keeps failing (capped at 30 s), then let
-                // one request probe it again.
-                b.failures = b.failures.saturating_add(1);
-                let eject = (s.eject_ns * f64::from(b.failures.min(30))).min(30e9);
-                b.ejected_until_ns = o.now_ns + eject as u64;
-            } else {
-                b.failures = 0;
-                b.ejected_until_ns = 0;
+                b.finished(sample, decay, penalty, eject);
             }
         })
     }
