@@ -89,6 +89,7 @@ pub async fn start(config: ProxyConfig, console: Console) -> anyhow::Result<Runn
             backends: backends.clone(),
             upstream: config.upstream.mode.as_str(),
             verbose: config.verbose,
+            flush: config.log_flush,
         })
         .map_err(|e| UsageError::new(format!("{e:#}")))?,
     );
@@ -99,6 +100,7 @@ pub async fn start(config: ProxyConfig, console: Console) -> anyhow::Result<Runn
         events: telemetry.sink(),
         refusals: Default::default(),
         connections: Default::default(),
+        request_ids: crate::proxy::request_id::RequestIds::new(),
         epoch: Instant::now(),
     });
     shared.router.set_prober(Arc::new(HttpProber::new(

@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use switchyard_input::duration;
 use switchyard_upstream::{Mode, Protocol};
 
+use crate::telemetry::LogFlush;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchyard",
@@ -96,6 +98,13 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_log: bool,
 
+    /// When log rows reach the file, which bounds what a crash of the proxy loses:
+    /// second (about once a second), batch (every batch the recorder drains, ~20 ms), or
+    /// fsync (batch, then synced to disk: survives a power cut too).
+    #[arg(long, default_value = "second", value_name = "WHEN",
+          value_parser = PossibleValuesParser::new(LogFlush::ALL.map(LogFlush::as_str)).try_map(|s| s.parse::<LogFlush>()))]
+    pub log_flush: LogFlush,
+
     /// Upstream timeout: to connect, and to send the response head once the whole request
     /// body has been read from the client (e.g. 10s, 500ms). A slow upload does not count.
     #[arg(long, default_value = "10s", value_parser = duration::parse, value_name = "DURATION")]
@@ -129,6 +138,11 @@ pub struct ServeArgs {
     /// closes (new ones wait in the kernel's backlog).
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_connections: usize,
+
+    /// How long an upgraded connection (WebSocket and the like) may carry no byte either
+    /// way before the proxy closes it.
+    #[arg(long, default_value = "1h", value_parser = duration::parse, value_name = "DURATION")]
+    pub tunnel_idle_timeout: Duration,
 
     /// Longest pause between two pieces of a response body; a backend that stalls longer
     /// has its response cut off (logged and observed as a timeout).

@@ -47,6 +47,7 @@ pub struct ProxyConfig {
     pub upstream: UpstreamOptions,
     /// The CSV request log; `None` with `--no-log`.
     pub log: Option<PathBuf>,
+    pub log_flush: crate::telemetry::LogFlush,
     /// One console line per request.
     pub verbose: bool,
     /// `None` with `--no-admin`.
@@ -96,6 +97,7 @@ impl ProxyConfig {
             router: router_options(args, now),
             upstream: upstream_options(args),
             log,
+            log_flush: args.log_flush,
             verbose: args.verbose,
             admin,
             edge,
@@ -190,6 +192,11 @@ fn edge_limits(args: &ServeArgs) -> Result<EdgeLimits, UsageError> {
             "--header-timeout 0s would close every connection before its first request: use e.g. 30s",
         ));
     }
+    if args.tunnel_idle_timeout.is_zero() {
+        return Err(UsageError::new(
+            "--tunnel-idle-timeout 0s would close every WebSocket at once: use e.g. 1h",
+        ));
+    }
     Ok(EdgeLimits {
         // By default long enough for a request that just got its response head to finish.
         grace: args.grace.unwrap_or(args.timeout + Duration::from_secs(1)),
@@ -197,6 +204,7 @@ fn edge_limits(args: &ServeArgs) -> Result<EdgeLimits, UsageError> {
         max_header_bytes: args.max_header_bytes,
         max_headers: args.max_headers,
         max_connections: args.max_connections,
+        tunnel_idle_timeout: args.tunnel_idle_timeout,
     })
 }
 

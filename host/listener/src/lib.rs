@@ -92,14 +92,25 @@ impl Draining {
 
 /// Runs a hyper connection until it ends, or until draining starts; then asks it to finish
 /// gracefully (HTTP/1: after the response in progress; HTTP/2: GOAWAY) and waits for that.
-pub async fn until_drained<C: GracefulConnection>(conn: C, mut draining: Draining) {
+pub async fn until_drained<C: GracefulConnection>(conn: C, draining: Draining) {
+    until_drained_by(conn, draining, GracefulConnection::graceful_shutdown).await
+}
+
+/// [`until_drained`] for connections that can shut down gracefully without implementing
+/// [`GracefulConnection`] (hyper's connections with upgrades enabled): `graceful` asks
+/// `conn` to finish.
+pub async fn until_drained_by<C: Future>(
+    conn: C,
+    mut draining: Draining,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) {
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         // Client-side errors (resets, malformed requests) end only that connection.
         _ = conn.as_mut() => return,
         () = draining.started() => {}
     }
-    conn.as_mut().graceful_shutdown();
+    graceful(conn.as_mut());
     let _ = conn.await;
 }
 

@@ -31,6 +31,7 @@ columns!(
     "upstream",
     "conn_reused",
     "fault",
+    "request_id",
 );
 
 /// The study's five columns, the first five of [`COLUMNS`]: every log `analyze` reads must
@@ -61,6 +62,9 @@ pub struct Row<'a> {
     pub conn_reused: bool,
     /// The policy fault that made the host route this request, if any.
     pub fault: Option<&'a str>,
+    /// The client's `x-request-id` or the one the proxy gave the request (and sent to the
+    /// backend); the simulator numbers its requests.
+    pub request_id: &'a str,
 }
 
 /// Writes the header, then one [`Row`] per call, quoting fields only where CSV needs it.
@@ -104,7 +108,13 @@ impl<W: io::Write> LogWriter<W> {
             row.upstream,
             if row.conn_reused { "true" } else { "false" },
             row.fault.unwrap_or(""),
+            row.request_id,
         ])
+    }
+
+    /// The output the rows go to (after [`LogWriter::flush`], everything written is there).
+    pub fn get_ref(&self) -> &W {
+        self.out.get_ref()
     }
 
     /// Writes out everything buffered so far (also done, errors ignored, on drop).
@@ -149,6 +159,7 @@ mod tests {
             upstream: "persistent",
             conn_reused: true,
             fault,
+            request_id: "0000000000000abc0000000000000001",
         }
     }
 
@@ -167,8 +178,8 @@ mod tests {
             String::from_utf8(bytes).unwrap(),
             format!(
                 "{HEADER}\n\
-                 2025-11-26T18:05:22.059Z,http://127.0.0.1:8081,12.346,200,round-robin,A,response,persistent,true,\n\
-                 2025-11-26T18:05:22.059Z,http://127.0.0.1:8081,12.346,200,\"a,\"\"b\"\"\",A,response,persistent,true,trap\n"
+                 2025-11-26T18:05:22.059Z,http://127.0.0.1:8081,12.346,200,round-robin,A,response,persistent,true,,0000000000000abc0000000000000001\n\
+                 2025-11-26T18:05:22.059Z,http://127.0.0.1:8081,12.346,200,\"a,\"\"b\"\"\",A,response,persistent,true,trap,0000000000000abc0000000000000001\n"
             )
         );
     }

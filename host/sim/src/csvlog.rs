@@ -17,7 +17,11 @@ impl SimResult {
     pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
         // csv's writer buffers; no BufWriter needed.
         let mut log = LogWriter::new(out)?;
-        for r in self.measured() {
+        let mut id = String::new();
+        for (n, r) in self.measured().enumerate() {
+            id.clear();
+            // Writing to a String cannot fail.
+            let _ = std::fmt::Write::write_fmt(&mut id, format_args!("sim-{n}"));
             let backend = self.backends.get(r.backend as usize);
             log.write(&Row {
                 timestamp: instant(r.done_ns / 1_000_000)?,
@@ -30,6 +34,7 @@ impl SimResult {
                 upstream: "simulated",
                 conn_reused: true,
                 fault: r.fault.map(|k| k.as_str()),
+                request_id: &id,
             })?;
         }
         log.flush()

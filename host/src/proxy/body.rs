@@ -39,10 +39,11 @@ pub struct Completion {
     pub headers: Vec<(String, String)>,
     /// Handed back to the router exactly once, in `finish`; `None` after that.
     ticket: Option<Ticket>,
+    pub request_id: http::HeaderValue,
 }
 
 impl Completion {
-    pub fn new(shared: Arc<ProxyState>, choice: Choice) -> Self {
+    pub fn new(shared: Arc<ProxyState>, choice: Choice, request_id: http::HeaderValue) -> Self {
         Completion {
             shared,
             backend: choice.backend,
@@ -55,6 +56,7 @@ impl Completion {
             wanted: choice.response_headers,
             headers: Vec::new(),
             ticket: Some(choice.ticket),
+            request_id,
         }
     }
 
@@ -106,6 +108,7 @@ impl Completion {
             // Dropped unfinished while the listener cuts what outlived the shutdown grace:
             // not the client's doing, and logged as such.
             cut: outcome == Outcome::Aborted && self.shared.connections.cutting(),
+            request_id: self.request_id.clone(),
         });
     }
 }
@@ -182,7 +185,8 @@ impl Relay {
         let completion = &mut self.completion;
         match &polled {
             Poll::Ready(None) => completion.finish(Outcome::Response),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => {
+            // Trailers are the last frame, whatever the body says of its end.
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
                 completion.finish(Outcome::Response)
             }
             Poll::Ready(Some(Err(_))) => completion.finish(Outcome::Broken),

@@ -1,16 +1,21 @@
 //! Header rewriting for a reverse proxy (RFC 9110 §7.6.1): hop-by-hop headers stop here,
 //! the client's address is appended to `X-Forwarded-For`.
+//!
+//! Trailers pass end to end: `Trailer` (which names the trailer fields) is not hop-by-hop
+//! (RFC 9110 §6.6.2), and a client's `TE: trailers`, the one `TE` value that concerns the
+//! backend too (it says the client will read trailers), is sent on as `TE: trailers`;
+//! gRPC depends on both. hyper then writes a backend's trailers to a client that asked for
+//! them, and drops them for one that did not, as RFC 9110 §6.5.1 allows.
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-static HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
@@ -68,7 +73,11 @@ pub(super) fn to_upstream(
     client_ip: &HeaderValue,
     backend_authority: &HeaderValue,
 ) {
+    let trailers = wants_trailers(headers);
     strip_hop_by_hop(headers);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) => {
             let ip = client_ip.to_str().unwrap_or_default();
@@ -83,6 +92,16 @@ pub(super) fn to_upstream(
     if !headers.contains_key(header::HOST) {
         headers.insert(header::HOST, backend_authority.clone());
     }
+}
+
+/// Whether a `TE` line lists `trailers`.
+fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 /// The client's IP as a header value, for `X-Forwarded-For`.
@@ -123,9 +142,29 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert(header::TRAILER, HeaderValue::from_static("x-sum"));
         strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), 2);
         assert!(h.contains_key("x-kept"));
+        assert!(h.contains_key(header::TRAILER), "Trailer is end-to-end");
+    }
+
+    #[test]
+    fn te_is_reduced_to_trailers_when_the_client_reads_them() {
+        let backend = HeaderValue::from_static("127.0.0.1:8081");
+        let ip = client_ip("192.0.2.7:5555".parse().unwrap());
+        let mut h = HeaderMap::new();
+        h.append(header::TE, HeaderValue::from_static("gzip"));
+        h.append(header::TE, HeaderValue::from_static("deflate, Trailers"));
+        to_upstream(&mut h, &ip, &backend);
+        assert_eq!(
+            h.get_all(header::TE).iter().collect::<Vec<_>>(),
+            ["trailers"]
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        to_upstream(&mut h, &ip, &backend);
+        assert!(!h.contains_key(header::TE));
     }
 
     #[test]

@@ -4,6 +4,9 @@ mod body;
 pub mod edge;
 mod headers;
 mod probe;
+pub mod request_id;
+mod tunnel;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,6 +37,7 @@ pub struct ProxyState {
     pub refusals: edge::Refusals,
     /// Client connections open, and whether the ones left at shutdown are being cut.
     pub connections: Arc<switchyard_listener::Connections>,
+    pub request_ids: request_id::RequestIds,
     /// The zero of the monotonic `now_ns` that policies see.
     pub epoch: Instant,
 }
@@ -71,6 +75,18 @@ pub struct EdgeLimits {
     pub max_headers: usize,
     /// Client connections open at once; at the cap the listener stops accepting.
     pub max_connections: usize,
+    /// How long an upgraded connection (WebSocket) may stay without a byte either way.
+    pub tunnel_idle_timeout: Duration,
+}
+
+/// One client connection, shared by its requests.
+struct Conn {
+    client: SocketAddr,
+    /// Formatted once per connection, not per request.
+    client_ip: http::HeaderValue,
+    /// Where an upgraded request leaves its tunnel.
+    tunnel: tunnel::Slot,
+    tunnel_idle: Duration,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to `grace` for
@@ -95,11 +111,25 @@ pub async fn serve(
     }
     let connection = |stream, client, draining| {
         let shared = shared.clone();
-        // Formatted once per connection, not per request.
-        let client_ip = headers::client_ip(client);
-        let service = service_fn(move |req| handle(shared.clone(), client, client_ip.clone(), req));
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        switchyard_listener::until_drained(conn, draining)
+        let conn = Arc::new(Conn {
+            client,
+            client_ip: headers::client_ip(client),
+            tunnel: tunnel::Slot::default(),
+            tunnel_idle: limits.tunnel_idle_timeout,
+        });
+        let requests = conn.clone();
+        let service = service_fn(move |req| handle(shared.clone(), requests.clone(), req));
+        let http = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        async move {
+            switchyard_listener::until_drained_by(http, draining, |c| c.graceful_shutdown()).await;
+            // An upgraded request's tunnel runs here, once hyper has let go of the
+            // connection: in the same task, so the cap and the shutdown grace cover it.
+            if let Some(tunnel) = conn.tunnel.take() {
+                tunnel.await;
+            }
+        }
     };
     let options = switchyard_listener::Options {
         grace,
@@ -158,22 +188,30 @@ impl RequestView for View<'_> {
 
 async fn handle(
     shared: Arc<ProxyState>,
-    client: SocketAddr,
-    client_ip: http::HeaderValue,
+    conn: Arc<Conn>,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     if let Err(refusal) = edge::admit(&mut req) {
         shared.refusals.count(refusal);
         return Ok(local(refusal.status(), refusal.message().into()));
     }
-    let choice = shared
-        .router
-        .choose(&View { req: &req, client }, shared.now_ns());
+    // Before `choose`: a policy may read it like any other header.
+    let request_id = shared.request_ids.assign(req.headers_mut());
+    let upgrade = upgrade::requested(&req);
+    // Taken before the request moves on: the client's side of a tunnel, if it becomes one.
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let choice = shared.router.choose(
+        &View {
+            req: &req,
+            client: conn.client,
+        },
+        shared.now_ns(),
+    );
     let backend = choice.backend;
     let Some(up) = shared.upstreams.get(backend) else {
         // The router only answers indexes of the backend list the upstreams were built from.
         // Observed and logged all the same: every choice is.
-        Completion::new(shared.clone(), choice).finish(Outcome::Broken);
+        Completion::new(shared.clone(), choice, request_id).finish(Outcome::Broken);
         return Ok(local(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no such backend\n".into(),
@@ -190,47 +228,99 @@ async fn handle(
             *req.uri_mut() = uri;
         }
     }
-    headers::to_upstream(req.headers_mut(), &client_ip, &up.authority);
+    headers::to_upstream(req.headers_mut(), &conn.client_ip, &up.authority);
+    if let Some(upgrade) = upgrade {
+        upgrade::keep(req.headers_mut(), upgrade);
+    }
 
     // No `.await` since `choose`: the choice reaches its completion, which observes and
     // logs the request however it ends (dropped unfinished: aborted).
-    let mut completion = Completion::new(shared.clone(), choice);
-    match shared.upstreams.send(backend, req.map(Upload::new)).await {
-        Ok((mut resp, lease)) => {
+    let mut completion = Completion::new(shared.clone(), choice, request_id);
+    let resp = match shared.upstreams.send(backend, req.map(Upload::new)).await {
+        Ok((resp, lease)) => {
             completion.status = resp.status().as_u16();
             completion.reused = lease.reused();
             completion.lease = Some(lease);
-            completion.collect_headers(resp.headers());
-            headers::to_client(resp.headers_mut());
-            let (parts, inner) = resp.into_parts();
-            let body = if http_body::Body::is_end_stream(&inner) {
-                // Nothing will poll an empty body; the exchange is complete now.
-                completion.finish(Outcome::Response);
-                ProxyBody::local(String::new())
-            } else {
-                ProxyBody::relay(inner, completion, shared.upstreams.body_timeout())
-            };
-            Ok(Response::from_parts(parts, body))
+            resp
         }
-        Err(e) => {
-            let (status, outcome) = match &e {
-                UpstreamError::Connect(_) => (StatusCode::BAD_GATEWAY, Outcome::ConnectError),
-                UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::Timeout),
-                UpstreamError::Broken(_) => (StatusCode::BAD_GATEWAY, Outcome::Broken),
-                // The client's fault: the backend is not blamed (the policy sees an abort).
-                UpstreamError::UploadStalled(_) => (StatusCode::REQUEST_TIMEOUT, Outcome::Aborted),
-            };
-            completion.status = status.as_u16();
-            completion.finish(outcome);
-            let id = shared
-                .router
-                .backends()
-                .get(backend)
-                .map(|b| format!("{} ({})", b.id, b.url))
-                .unwrap_or_default();
-            Ok(local(status, format!("backend {id}: {e}\n")))
-        }
+        Err(e) => return Ok(failed(&shared, completion, e)),
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(match client_upgrade {
+            Some(client) => switch(&conn, resp, client, completion),
+            // hyper refuses a 101 to a request that asked for no upgrade; never relayed.
+            None => failed(
+                &shared,
+                completion,
+                UpstreamError::Broken("101 to a request that asked for no upgrade".into()),
+            ),
+        });
     }
+    Ok(relay(&shared, resp, completion))
+}
+
+/// The backend's response, on its way to the client.
+fn relay(
+    shared: &ProxyState,
+    mut resp: Response<switchyard_upstream::Body>,
+    mut completion: Completion,
+) -> Response<ProxyBody> {
+    completion.collect_headers(resp.headers());
+    headers::to_client(resp.headers_mut());
+    let (parts, inner) = resp.into_parts();
+    let body = if http_body::Body::is_end_stream(&inner) {
+        // Nothing will poll an empty body; the exchange is complete now.
+        completion.finish(Outcome::Response);
+        ProxyBody::local(String::new())
+    } else {
+        ProxyBody::relay(inner, completion, shared.upstreams.body_timeout())
+    };
+    Response::from_parts(parts, body)
+}
+
+/// The backend switched protocols: the 101 goes to the client, and the tunnel is left for
+/// the connection's task to run once hyper has sent it.
+fn switch(
+    conn: &Conn,
+    mut resp: Response<switchyard_upstream::Body>,
+    client: hyper::upgrade::OnUpgrade,
+    completion: Completion,
+) -> Response<ProxyBody> {
+    let backend = hyper::upgrade::on(&mut resp);
+    let protocol = resp.headers().get(http::header::UPGRADE).cloned();
+    headers::to_client(resp.headers_mut());
+    if let Some(protocol) = protocol {
+        upgrade::keep(resp.headers_mut(), protocol);
+    }
+    conn.tunnel
+        .put(tunnel::run(client, backend, conn.tunnel_idle, completion));
+    let (parts, _) = resp.into_parts();
+    Response::from_parts(parts, ProxyBody::local(String::new()))
+}
+
+/// No response from the backend: ours instead, and the outcome that says why.
+fn failed(
+    shared: &ProxyState,
+    mut completion: Completion,
+    e: UpstreamError,
+) -> Response<ProxyBody> {
+    let (status, outcome) = match &e {
+        UpstreamError::Connect(_) => (StatusCode::BAD_GATEWAY, Outcome::ConnectError),
+        UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::Timeout),
+        UpstreamError::Broken(_) => (StatusCode::BAD_GATEWAY, Outcome::Broken),
+        // The client's fault: the backend is not blamed (the policy sees an abort).
+        UpstreamError::UploadStalled(_) => (StatusCode::REQUEST_TIMEOUT, Outcome::Aborted),
+    };
+    completion.status = status.as_u16();
+    let backend = completion.backend;
+    completion.finish(outcome);
+    let id = shared
+        .router
+        .backends()
+        .get(backend)
+        .map(|b| format!("{} ({})", b.id, b.url))
+        .unwrap_or_default();
+    local(status, format!("backend {id}: {e}\n"))
 }
 
 fn local(status: StatusCode, text: String) -> Response<ProxyBody> {

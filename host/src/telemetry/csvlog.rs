@@ -59,12 +59,22 @@ impl CsvLog {
             upstream: self.upstream,
             conn_reused: e.reused,
             fault: e.fault.map(|f| f.as_str()),
+            // Ids are visible ASCII: the client's are checked, ours are hex.
+            request_id: e.request_id.to_str().unwrap_or(""),
         })?;
         Ok(())
     }
 
     pub(super) fn flush(&mut self) -> anyhow::Result<()> {
         self.out.flush()?;
+        Ok(())
+    }
+
+    /// Flushes, then asks the kernel to put the rows on disk (`fdatasync`): they survive
+    /// a power cut or a kernel crash too, not just the proxy's.
+    pub(super) fn sync(&mut self) -> anyhow::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().get_ref().sync_data()?;
         Ok(())
     }
 }

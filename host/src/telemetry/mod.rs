@@ -38,10 +38,53 @@ pub struct RequestEvent {
     /// Cut at shutdown, after the grace period (logged as outcome `cut`; the policy was
     /// told `aborted`).
     pub cut: bool,
+    /// The `x-request-id` the backend was sent (the client's, or the proxy's).
+    pub request_id: http::HeaderValue,
 }
 
 /// How often the recorder drains the channel.
-const DRAIN_EVERY: Duration = Duration::from_millis(20);
+pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
+/// How often rows are written out with [`LogFlush::Second`].
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// When the request log's rows reach the file (`--log-flush`), which is what a crash of the
+/// proxy (`kill -9`, a panic elsewhere, OOM) can lose: rows still in the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFlush {
+    /// About once a second (the default): a crash loses up to a second of rows, and the
+    /// proxy pays one `write` per second.
+    Second,
+    /// After every batch the recorder drains (every 20 ms while requests come): a crash
+    /// loses up to ~20 ms of rows, for one `write` per batch.
+    Batch,
+    /// As `batch`, then `fdatasync`: rows survive a power cut or a kernel crash as well,
+    /// for a disk sync per batch (milliseconds on most disks; off the request path, but
+    /// the recorder then drains less often under load).
+    Fsync,
+}
+
+impl LogFlush {
+    pub const ALL: [LogFlush; 3] = [LogFlush::Second, LogFlush::Batch, LogFlush::Fsync];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFlush::Second => "second",
+            LogFlush::Batch => "batch",
+            LogFlush::Fsync => "fsync",
+        }
+    }
+}
+
+impl std::str::FromStr for LogFlush {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        LogFlush::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown --log-flush `{s}`: use second, batch or fsync"))
+    }
+}
 
 enum Msg {
     Event(RequestEvent),
@@ -66,6 +109,7 @@ pub struct TelemetryConfig {
     pub upstream: &'static str,
     /// Print one line per request.
     pub verbose: bool,
+    pub flush: LogFlush,
 }
 
 pub struct Telemetry {
@@ -76,63 +120,23 @@ pub struct Telemetry {
 
 impl Telemetry {
     pub fn start(cfg: TelemetryConfig) -> anyhow::Result<Telemetry> {
-        let mut log = match &cfg.csv {
+        let log = match &cfg.csv {
             Some(path) => Some(csvlog::CsvLog::create(path, &cfg.backends, cfg.upstream)?),
             None => None,
         };
         let live = Arc::new(Mutex::new(stats::Live::new(cfg.backends.len())));
         let (tx, rx) = mpsc::channel::<Msg>();
-        let shared = live.clone();
-        let ids: Vec<String> = cfg.backends.iter().map(|b| b.id.clone()).collect();
-        let verbose = cfg.verbose;
+        let recorder = Recorder {
+            rx,
+            log,
+            live: live.clone(),
+            ids: cfg.backends.iter().map(|b| b.id.clone()).collect(),
+            verbose: cfg.verbose,
+            flush: cfg.flush,
+        };
         let thread = std::thread::Builder::new()
             .name("telemetry".into())
-            .spawn(move || -> anyhow::Result<()> {
-                let mut last_flush = Instant::now();
-                loop {
-                    // Drain, then sleep: the thread is never parked on the channel, so
-                    // sending an event never has to wake it (a wake-up per request cost
-                    // the proxy a context switch per request).
-                    let mut finished = false;
-                    loop {
-                        match rx.try_recv() {
-                            Ok(Msg::Event(e)) => {
-                                if let Some(log) = log.as_mut() {
-                                    log.write(&e)?;
-                                }
-                                if verbose {
-                                    crate::out::say!(
-                                        "{} {} {:.3}ms {} {}",
-                                        ids.get(e.backend).map(String::as_str).unwrap_or("?"),
-                                        e.status,
-                                        e.latency_ns as f64 / 1e6,
-                                        e.routing_mode,
-                                        e.outcome.as_str()
-                                    );
-                                }
-                                lock(&shared).record(&e);
-                            }
-                            Ok(Msg::Finish) | Err(mpsc::TryRecvError::Disconnected) => {
-                                finished = true;
-                                break;
-                            }
-                            Err(mpsc::TryRecvError::Empty) => break,
-                        }
-                    }
-                    // Publish the second that just ended even when no traffic came.
-                    lock(&shared).roll(settled_second());
-                    if finished || last_flush.elapsed() >= Duration::from_secs(1) {
-                        if let Some(log) = log.as_mut() {
-                            log.flush()?;
-                        }
-                        last_flush = Instant::now();
-                    }
-                    if finished {
-                        return Ok(());
-                    }
-                    std::thread::sleep(DRAIN_EVERY);
-                }
-            })
+            .spawn(move || recorder.run())
             .context("cannot start the telemetry thread")?;
         Ok(Telemetry {
             tx,
@@ -173,6 +177,79 @@ impl Telemetry {
             }
         }
         Ok(self.totals())
+    }
+}
+
+// === impl Recorder ===
+
+/// The telemetry thread: drains events into the log and the live aggregates.
+struct Recorder {
+    rx: mpsc::Receiver<Msg>,
+    log: Option<csvlog::CsvLog>,
+    live: Arc<Mutex<stats::Live>>,
+    ids: Vec<String>,
+    verbose: bool,
+    flush: LogFlush,
+}
+
+impl Recorder {
+    fn run(mut self) -> anyhow::Result<()> {
+        let mut last_flush = Instant::now();
+        loop {
+            // Drain, then sleep: the thread is never parked on the channel, so sending an
+            // event never has to wake it (a wake-up per request cost the proxy a context
+            // switch per request).
+            let (wrote, finished) = self.drain()?;
+            // Publish the second that just ended even when no traffic came.
+            lock(&self.live).roll(settled_second());
+            let due = match self.flush {
+                LogFlush::Second => last_flush.elapsed() >= FLUSH_EVERY,
+                LogFlush::Batch | LogFlush::Fsync => wrote,
+            };
+            if finished || due {
+                if let Some(log) = self.log.as_mut() {
+                    match self.flush {
+                        LogFlush::Fsync => log.sync()?,
+                        LogFlush::Second | LogFlush::Batch => log.flush()?,
+                    }
+                }
+                last_flush = Instant::now();
+            }
+            if finished {
+                return Ok(());
+            }
+            std::thread::sleep(DRAIN_EVERY);
+        }
+    }
+
+    /// Records what the channel holds: whether any event came, and whether the proxy is done.
+    fn drain(&mut self) -> anyhow::Result<(bool, bool)> {
+        let mut wrote = false;
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::Event(e)) => {
+                    wrote = true;
+                    if let Some(log) = self.log.as_mut() {
+                        log.write(&e)?;
+                    }
+                    if self.verbose {
+                        crate::out::say!(
+                            "{} {} {:.3}ms {} {}",
+                            self.ids.get(e.backend).map(String::as_str).unwrap_or("?"),
+                            e.status,
+                            e.latency_ns as f64 / 1e6,
+                            e.routing_mode,
+                            e.outcome.as_str()
+                        );
+                    }
+                    lock(&self.live).record(&e);
+                }
+                Ok(Msg::Finish) | Err(mpsc::TryRecvError::Disconnected) => {
+                    return Ok((wrote, true))
+                }
+                Err(mpsc::TryRecvError::Empty) => return Ok((wrote, false)),
+            }
+        }
     }
 }
 

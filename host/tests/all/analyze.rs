@@ -43,11 +43,11 @@ fn proxy_log_statistics_are_exact() {
         &dir.join("rr_persistent.csv"),
         &format!(
             "{PROXY_HEADER}\n\
-             2026-11-26T18:00:00.100Z,http://127.0.0.1:8081,100.000,200,round-robin,A,response,persistent,true,\n\
-             2026-11-26T18:00:00.300Z,http://127.0.0.1:8082,200.000,200,round-robin,B,response,persistent,true,\n\
-             2026-11-26T18:00:00.500Z,http://127.0.0.1:8082,50.000,0,round-robin,B,aborted,persistent,true,\n\
-             2026-11-26T18:00:00.600Z,http://127.0.0.1:8083,400.000,502,round-robin,C,connect_error,persistent,false,\n\
-             2026-11-26T18:00:01.000Z,http://127.0.0.1:8081,300.000,200,round-robin,A,broken,persistent,true,\n"
+             2026-11-26T18:00:00.100Z,http://127.0.0.1:8081,100.000,200,round-robin,A,response,persistent,true,,r1\n\
+             2026-11-26T18:00:00.300Z,http://127.0.0.1:8082,200.000,200,round-robin,B,response,persistent,true,,r1\n\
+             2026-11-26T18:00:00.500Z,http://127.0.0.1:8082,50.000,0,round-robin,B,aborted,persistent,true,,r1\n\
+             2026-11-26T18:00:00.600Z,http://127.0.0.1:8083,400.000,502,round-robin,C,connect_error,persistent,false,,r1\n\
+             2026-11-26T18:00:01.000Z,http://127.0.0.1:8081,300.000,200,round-robin,A,broken,persistent,true,,r1\n"
         ),
     );
     let runs = load_runs(std::slice::from_ref(&csv)).unwrap();
@@ -195,7 +195,7 @@ fn bad_input_names_file_and_line_and_exits_2() {
         (
             write(
                 &dir.join("aborted.csv"),
-                &format!("{PROXY_HEADER}\n2026-11-26T18:00:00.500Z,http://127.0.0.1:8082,50.000,0,rr,B,aborted,persistent,true,\n"),
+                &format!("{PROXY_HEADER}\n2026-11-26T18:00:00.500Z,http://127.0.0.1:8082,50.000,0,rr,B,aborted,persistent,true,,r1\n"),
             ),
             "aborted.csv: no completed requests".into(),
         ),
@@ -237,7 +237,7 @@ fn fake_run(
             t += 25;
             let _ = writeln!(
                 csv,
-                "2026-11-26T18:00:{:02}.{:03}Z,http://127.0.0.1:{},{lat:.3},200,{mode},{},response,{upstream},true,",
+                "2026-11-26T18:00:{:02}.{:03}Z,http://127.0.0.1:{},{lat:.3},200,{mode},{},response,{upstream},true,,r1",
                 10 + t / 1000,
                 t % 1000,
                 8081 + b,

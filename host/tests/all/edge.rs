@@ -21,12 +21,12 @@ use crate::common::{self, policy, proxy, Client};
 
 /// A backend that records each request head it reads and answers every request on a
 /// connection with `response`, byte for byte.
-struct RawBackend {
-    addr: SocketAddr,
-    heads: Arc<Mutex<Vec<String>>>,
+pub(crate) struct RawBackend {
+    pub(crate) addr: SocketAddr,
+    pub(crate) heads: Arc<Mutex<Vec<String>>>,
 }
 
-async fn raw_backend(response: &'static [u8]) -> RawBackend {
+pub(crate) async fn raw_backend(response: &'static [u8]) -> RawBackend {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let heads = Arc::new(Mutex::new(Vec::new()));
@@ -63,7 +63,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Writes `request` on a fresh connection and reads until the peer closes or 3 s pass.
-async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+pub(crate) async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request).await.unwrap();
     let mut out = Vec::new();
@@ -71,11 +71,11 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn status_of(response: &str) -> &str {
+pub(crate) fn status_of(response: &str) -> &str {
     response.split(' ').nth(1).unwrap_or("")
 }
 
-async fn via(b: &RawBackend, extra: &[&str]) -> switchyard::app::Running {
+pub(crate) async fn via(b: &RawBackend, extra: &[&str]) -> switchyard::app::Running {
     let url = format!("X=http://{}", b.addr);
     let rr = policy("rr.wasm");
     let mut args = vec![

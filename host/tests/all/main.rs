@@ -14,6 +14,8 @@ mod contract;
 mod edge;
 mod h2c;
 mod library;
+mod log;
+mod passthrough;
 mod proxy;
 mod reload;
 mod sandbox;

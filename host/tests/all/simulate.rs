@@ -239,9 +239,10 @@ fn csv_is_the_proxy_log_and_reads_back_to_the_same_statistics() {
     let mut outcomes = BTreeMap::new();
     for row in reader.records() {
         let row = row.unwrap();
-        assert_eq!(row.len(), 10);
+        assert_eq!(row.len(), 11);
         assert_eq!(&row[1], format!("sim://{}", &row[5]));
         assert_eq!((&row[7], &row[8], &row[9]), ("simulated", "true", ""));
+        assert!(row[10].starts_with("sim-"), "request ids: {}", &row[10]);
         *outcomes.entry(row[6].to_string()).or_insert(0) += 1;
         records.push(Record {
             t_ms: 0.0,

@@ -2,13 +2,15 @@
 //! (persistent) or a fresh connection per request with `Connection: close`
 //! (non-persistent), over HTTP/1.1 or multiplexed HTTP/2 (h2c). Knows nothing of policies;
 //! counts every connection it opens so the difference between the modes is measured, not
-//! assumed.
+//! assumed. A request that asks to switch protocols (WebSocket) gets an HTTP/1.1
+//! connection of its own, which the proxy then tunnels (`upgrade`).
 mod body;
 mod h2c;
 mod lease;
 mod oneshot;
 mod pool;
 mod probe;
+mod upgrade;
 mod upload;
 
 use std::net::SocketAddr;
@@ -240,6 +242,9 @@ impl Upstreams {
         };
         let req_clock = req.body().clock();
         let exchange = async {
+            if upgrade::requested(&req) {
+                return upgrade::send(up, req).await;
+            }
             match (self.mode, self.protocol) {
                 (Mode::Persistent, Protocol::H2c) => h2c::send(up, req).await,
                 (Mode::NonPersistent, _) => oneshot::send(up, req).await,
