@@ -211,19 +211,15 @@ where
                 );
             }
         }
-        let slot = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            // The semaphore is never closed, so acquiring only waits.
-            Ok(slot) = slots.clone().acquire_owned() => slot,
-        };
+        // One wait for the three things that can happen: shutdown, a connection ending,
+        // and (only with a free slot) a new connection.
+        let free = slots.available_permits() > 0;
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             // Reap finished connections as they end, so the set stays the size of what is open.
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if free => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!("accept failed on {:?}: {e}", listener.local_addr().ok());
@@ -231,6 +227,10 @@ where
                     continue;
                 }
             },
+        };
+        // Only this loop takes permits, and it saw one free just now.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
         };
         // Latency is what this project measures; small writes must not wait for acks.
         let _ = stream.set_nodelay(true);

@@ -96,12 +96,17 @@ pub(super) fn to_upstream(
 
 /// Whether a `TE` line lists `trailers`.
 fn wants_trailers(headers: &HeaderMap) -> bool {
+    lists(headers, &header::TE, "trailers")
+}
+
+/// Whether any `name` line, a comma-separated list, holds `token` (case-insensitive).
+pub(super) fn lists(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     headers
-        .get_all(header::TE)
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|list| list.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// The client's IP as a header value, for `X-Forwarded-For`.

@@ -17,16 +17,7 @@ pub(super) fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
         return None;
     }
     let upgrade = req.headers().get(header::UPGRADE)?;
-    connection_lists_upgrade(req.headers()).then(|| upgrade.clone())
-}
-
-fn connection_lists_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|list| list.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    super::headers::lists(req.headers(), &header::CONNECTION, "upgrade").then(|| upgrade.clone())
 }
 
 /// Puts the upgrade back after the hop-by-hop headers were stripped: it is the one

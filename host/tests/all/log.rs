@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::common::{self, policy, proxy, Client};
+use crate::common::{self, policy, proxy, Binary, Client};
 use crate::edge::raw_backend;
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -77,24 +77,17 @@ fn with_batch_flushing_a_kill_9_loses_no_answered_request() {
         let log = common::temp_csv(&format!("kill-9-{mode}"));
         let url = format!("X=http://{}", b.addr);
         let rr = policy("rr.wasm");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["--listen", "127.0.0.1:0", "--no-admin", "--no-watch"])
-            .args(["--policy", &rr, "--backend", &url, "--log-flush", mode])
-            .args(["--log", log.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut banner = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut banner,
-        )
-        .unwrap();
-        let addr = banner
-            .split_whitespace()
-            .find_map(|w| w.trim_start_matches("http://").parse().ok())
-            .unwrap();
+        let mut proxy = Binary::start_logging(&[
+            "--policy",
+            &rr,
+            "--backend",
+            &url,
+            "--log-flush",
+            mode,
+            "--log",
+            log.to_str().unwrap(),
+        ]);
+        let addr = proxy.addr();
         rt.block_on(async {
             let mut c = Client::connect(addr).await;
             for _ in 0..50 {
@@ -103,8 +96,8 @@ fn with_batch_flushing_a_kill_9_loses_no_answered_request() {
         });
         // Five recorder batches after the last answer.
         std::thread::sleep(Duration::from_millis(100));
-        child.kill().unwrap(); // SIGKILL: no drain, no flush at exit
-        child.wait().unwrap();
+        proxy.child.kill().unwrap(); // SIGKILL: no drain, no flush at exit
+        proxy.child.wait().unwrap();
         let (_, rows) = common::read_csv(&log);
         assert_eq!(rows.len(), 50, "--log-flush {mode}");
     }

@@ -17,14 +17,15 @@ impl Binary {
     /// Starts the binary on a free port, without admin, log or file watching, plus
     /// `args`; returns once it has printed its banner.
     pub(crate) fn start(args: &[&str]) -> Binary {
+        let mut all = vec!["--no-log"];
+        all.extend_from_slice(args);
+        Binary::start_logging(&all)
+    }
+
+    /// [`Binary::start`] without `--no-log`: `args` say where the log goes.
+    pub(crate) fn start_logging(args: &[&str]) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--no-admin",
-                "--no-log",
-                "--no-watch",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--no-admin", "--no-watch"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
