@@ -1,9 +1,11 @@
 //! The listener and forwarding: accepts client connections, asks the router for a backend,
 //! relays the exchange through the upstream connections, and reports what happened.
 mod body;
+mod conn;
 pub mod edge;
 mod headers;
 mod probe;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use switchyard_runtime::{Outcome, RequestView, Router};
 use tokio::net::TcpListener;
 
@@ -53,9 +53,6 @@ impl ProxyState {
     }
 }
 
-/// hyper's default header-line limit (`http1::Builder::max_headers`).
-const HYPER_MAX_HEADERS: usize = 100;
-
 /// What clients may ask of the listener (README, "Limits").
 #[derive(Debug, Clone, Copy)]
 pub struct EdgeLimits {
@@ -74,32 +71,32 @@ pub struct EdgeLimits {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to `grace` for
-/// requests in flight to finish; connections still open then are cut.
+/// requests in flight to finish; connections still open then are cut. With `tls`, every
+/// connection is TLS (HTTP/1.1 or HTTP/2 by ALPN); without, HTTP/1.1 or h2c by preface.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<ProxyState>,
     shutdown: impl std::future::Future<Output = ()>,
     limits: EdgeLimits,
+    tls: Option<Arc<tls::Terminator>>,
 ) -> switchyard_listener::Drained {
     let grace = limits.grace;
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_header_size(limits.max_header_bytes);
-    // hyper's own limit is 100 on the stack; setting any other moves the parsed headers to
-    // the heap (hyper measures ~5 % per request), so only a non-default value is set.
-    if limits.max_headers != HYPER_MAX_HEADERS {
-        builder.max_headers(limits.max_headers);
-    }
+    let protocols = Arc::new(conn::Protocols::new(&limits));
+    let secure = tls.is_some();
     let connection = |stream, client, draining| {
         let shared = shared.clone();
         // Formatted once per connection, not per request.
         let client_ip = headers::client_ip(client);
-        let service = service_fn(move |req| handle(shared.clone(), client, client_ip.clone(), req));
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        switchyard_listener::until_drained(conn, draining)
+        let service =
+            service_fn(move |req| handle(shared.clone(), client, client_ip.clone(), secure, req));
+        conn::serve(
+            stream,
+            client,
+            service,
+            protocols.clone(),
+            tls.clone(),
+            draining,
+        )
     };
     let options = switchyard_listener::Options {
         grace,
@@ -160,6 +157,7 @@ async fn handle(
     shared: Arc<ProxyState>,
     client: SocketAddr,
     client_ip: http::HeaderValue,
+    secure: bool,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     if let Err(refusal) = edge::admit(&mut req) {
@@ -191,6 +189,9 @@ async fn handle(
         }
     }
     headers::to_upstream(req.headers_mut(), &client_ip, &up.authority);
+    if secure {
+        headers::forwarded_https(req.headers_mut());
+    }
 
     // No `.await` since `choose`: the choice reaches its completion, which observes and
     // logs the request however it ends (dropped unfinished: aborted).

@@ -18,3 +18,4 @@ mod proxy;
 mod reload;
 mod sandbox;
 mod simulate;
+mod tls;
