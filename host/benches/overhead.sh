@@ -181,7 +181,7 @@ for r in $(seq "$rounds"); do
       rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' "$out/h2load-$name-$r.txt")
       p50=$(awk '$1 == "time" && $3 == "request:" { print $6 }' "$out/h2load-$name-$r.txt" | to_ms)
       p99=$(awk '$1 == "time" && $3 == "request:" { print $5 }' "$out/h2load-$name-$r.txt" | to_ms)
-      errs=$(awk '/^requests:/ && ($8 != 0 || $10 != 0) { print }' "$out/h2load-$name-$r.txt" | tr '\n' ' ')
+      errs=$(awk '/^requests:/ && ($10 != 0 || $12 != 0) { print }' "$out/h2load-$name-$r.txt" | tr '\n' ' ')
       printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" "$errs" >> "$results"
       continue
     fi
@@ -220,7 +220,7 @@ direct=${RPS[direct]}
   done
 } | tee "$out/table.md"
 errors=$(awk -F'\t' '$5 != "" { print $1 ": " $5 }' "$results")
-[ -n "$errors" ] && { echo; echo "wrk reported errors:"; echo "$errors"; }
+[ -n "$errors" ] && { echo; echo "wrk or h2load reported errors:"; echo "$errors"; }
 
 # Ratios are paired: A/B within each round (same minute, same machine state), then the
 # median over rounds, which cancels most of the drift a noisy machine adds between rounds.
