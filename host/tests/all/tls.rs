@@ -111,20 +111,29 @@ async fn echo_backend(tls: Option<&Leaf>) -> SocketAddr {
             tokio::spawn(async move {
                 let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
                     let h = |n: &str| {
-                        req.headers()
-                            .get(n)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-")
-                            .to_string()
+                        let all: Vec<&str> = req
+                            .headers()
+                            .get_all(n)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok())
+                            .collect();
+                        if all.is_empty() {
+                            "-".to_string()
+                        } else {
+                            all.join(" | ")
+                        }
                     };
-                    let text = format!(
-                        "{:?} host={} proto={} te={} upgrade={}",
+                    let head = format!(
+                        "{:?} host={} proto={} te={} upgrade={} cookie={}",
                         req.version(),
                         h("host"),
                         h("x-forwarded-proto"),
                         h("te"),
-                        h("upgrade")
+                        h("upgrade"),
+                        h("cookie"),
                     );
+                    let len = req.into_body().collect().await.map(|b| b.to_bytes().len());
+                    let text = format!("{head} body={}", len.unwrap_or(usize::MAX));
                     Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
                         text,
                     ))))
@@ -340,7 +349,7 @@ async fn tls_12_and_13_with_alpn_h1_and_h2_reach_the_backend_as_http1() {
                 // The backend speaks HTTP/1.1 whatever the client spoke; Host comes from
                 // Host or :authority; HTTP/2's `te: trailers` is hop-by-hop and stops here.
                 assert_eq!(
-                    body, "HTTP/1.1 host=a.test proto=https te=- upgrade=-",
+                    body, "HTTP/1.1 host=a.test proto=https te=- upgrade=- cookie=- body=0",
                     "{expected:?} {alpn:?}"
                 );
             }
@@ -455,13 +464,16 @@ async fn h2c_prior_knowledge_on_the_plain_listener_is_forwarded_like_http1() {
     for _ in 0..2 {
         let (status, body) = h2.get("http", "a.test:81", "/").await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body, "HTTP/1.1 host=a.test:81 proto=http te=- upgrade=-");
+        assert_eq!(
+            body,
+            "HTTP/1.1 host=a.test:81 proto=http te=- upgrade=- cookie=- body=0"
+        );
     }
     // HTTP/1.1 on the same listener is unchanged.
     let mut h1 = Http::on(TcpStream::connect(p.addr).await.unwrap(), false).await;
     assert_eq!(
         h1.get("http", "b.test", "/").await.1,
-        "HTTP/1.1 host=b.test proto=http te=- upgrade=-"
+        "HTTP/1.1 host=b.test proto=http te=- upgrade=- cookie=- body=0"
     );
     p.shutdown().await.unwrap();
 }
@@ -533,7 +545,10 @@ async fn https_backends_are_verified_against_the_ca_file() {
         let outcome = header.iter().position(|h| h == "outcome").unwrap();
         if roots == &ca_file {
             assert_eq!(status, 200, "{upstream}: {body}");
-            assert_eq!(body, "HTTP/1.1 host=a.test proto=http te=- upgrade=-");
+            assert_eq!(
+                body,
+                "HTTP/1.1 host=a.test proto=http te=- upgrade=- cookie=- body=0"
+            );
             assert_eq!(rows[0][outcome], "response");
         } else {
             assert_eq!(status, 502, "{body}");
@@ -598,4 +613,43 @@ fn tls_flag_errors_exit_2_naming_the_flag() {
         }
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+#[tokio::test]
+async fn an_http2_upload_with_split_cookies_reaches_an_http1_backend_whole() {
+    let ca = Ca::new("upload ca");
+    let pair = write_leaf(&dir("upload"), "a", &ca.leaf(&["a.test"]));
+    let p = tls_proxy(echo_backend(None).await, &[pair], &["--no-log"]).await;
+    let v13 = &rustls::version::TLS13;
+    let tls = dial(
+        p.addr,
+        "a.test",
+        Dial {
+            roots: Some(&ca),
+            version: v13,
+            alpn: b"h2",
+            sni: true,
+        },
+    )
+    .await;
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let body = Bytes::from(vec![b'x'; 100_000]);
+    let req = hyper::Request::post("https://a.test/upload")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::new(body))
+        .unwrap();
+    let resp = h2.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        &text[..],
+        b"HTTP/1.1 host=a.test proto=https te=- upgrade=- cookie=a=1; b=2 body=100000",
+        "one Cookie line and the whole body, without a Content-Length from the client"
+    );
+    p.shutdown().await.unwrap();
 }

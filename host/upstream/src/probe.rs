@@ -66,7 +66,8 @@ impl Upstreams {
         let tcp = Abortive::new(stream);
         let resp = match &up.tls {
             None => get(tcp, req).await?,
-            Some(tls) => get(super::secure(up, tls, tcp).await?, req).await?,
+            // Not counted as a failed connect: probes stay out of the connection statistics.
+            Some(tls) => get(tls.connect(tcp).await.map_err(UpstreamError::Connect)?, req).await?,
         };
         let (parts, body) = resp.into_parts();
         Limited::new(body, PROBE_BODY_LIMIT)
