@@ -90,6 +90,8 @@ pub(super) async fn serve<S>(
     let Some(tls) = tls else {
         // Bounded like a head: a client that sends nothing is gone after --header-timeout.
         let h2 = tokio::select! {
+            // The sniff first: it is usually ready at once, and then nothing else is set up.
+            biased;
             sniffed = tokio::time::timeout(protocols.header_timeout, prior_knowledge(&tcp)) => {
                 match sniffed {
                     Ok(Ok(h2)) => h2,
@@ -101,6 +103,7 @@ pub(super) async fn serve<S>(
         return speak(TokioIo::new(tcp), h2, service, &protocols, draining).await;
     };
     let accepted = tokio::select! {
+        biased;
         accepted = tls.accept(tcp, client) => accepted,
         () = draining.started() => return,
     };
