@@ -201,7 +201,7 @@ bench: build
 # What the proxy costs: direct vs Switchyard vs nginx vs HAProxy against a zero-latency
 # backend, interleaved rounds, medians (env: ROUNDS, DURATION, CONNECTIONS).
 bench-overhead: build
-    @[ -x /usr/sbin/nginx ] && [ -x /usr/sbin/haproxy ] && command -v bc >/dev/null || { echo "installing nginx, haproxy, bc (Debian)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy bc >/dev/null; }
+    @[ -x /usr/sbin/nginx ] && [ -x /usr/sbin/haproxy ] && command -v bc h2load openssl >/dev/null || { echo "installing nginx, haproxy, bc, h2load, openssl (Debian)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy bc nghttp2-client openssl >/dev/null; }
     bash host/benches/overhead.sh
     # --workspace: the feature set of `just build`, so wasmtime is not compiled again.
     cargo bench --workspace --bench policy_call -- --noplot 2>/dev/null | grep -E '^choose|time:|^paired'

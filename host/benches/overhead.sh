@@ -9,9 +9,18 @@
 #
 # The h2c rows speak HTTP/2 (prior knowledge) to the backend, which serves both protocols:
 # Switchyard --upstream-protocol h2c, and HAProxy `proto h2` as its like-for-like peer
-# (nginx cannot proxy HTTP to an HTTP/2 upstream). Clients speak HTTP/1.1 in every row.
+# (nginx cannot proxy HTTP to an HTTP/2 upstream). Clients speak HTTP/1.1 in those rows.
 #
-# Env: ROUNDS (3), DURATION (5s), CONNECTIONS (50), WRK_THREADS (2).
+# The TLS rows terminate TLS 1.3 from keep-alive wrk clients (https://): the same
+# certificate (ECDSA P-256, made here with openssl) and the same cipher for all three
+# proxies, TLS_AES_256_GCM_SHA384, which is what rustls agrees with OpenSSL's clients by
+# default (it follows the client's order); nginx and HAProxy are limited to it, and each
+# server's negotiated cipher is printed before the rounds. The h2load rows are HTTP/2
+# clients over the same TLS (ALPN h2; CONNECTIONS connections, H2_STREAMS streams each),
+# h2load on CPU 1 like wrk; they report h2load's req/s and mean latency, in their own table.
+# The upstream side is HTTP/1.1 keep-alive in every TLS and h2load row.
+#
+# Env: ROUNDS (3), DURATION (5s), CONNECTIONS (50), WRK_THREADS (2), H2_STREAMS (10).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,11 +28,12 @@ rounds=${ROUNDS:-3}
 duration=${DURATION:-5s}
 conns=${CONNECTIONS:-50}
 wrk_threads=${WRK_THREADS:-2}
+h2_streams=${H2_STREAMS:-10}
 out="logs/overhead-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
-for tool in wrk nginx haproxy taskset; do
+for tool in wrk nginx haproxy taskset h2load openssl; do
   command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
-  command -v "$tool" >/dev/null || { echo "error: $tool is missing: run .ci/setup (installs wrk, nginx, haproxy)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "error: $tool is missing: run .ci/setup (installs wrk, nginx, haproxy; h2load: apt-get install nghttp2-client)" >&2; exit 1; }
 done
 
 pids=()
@@ -40,7 +50,15 @@ sy() { # port, extra flags...
   on_cpu0 ./target/release/switchyard --threads 1 --no-log --no-admin --no-watch --listen 127.0.0.1:$port \
     --backend http://127.0.0.1:$be "$@" > "$out/switchyard-$port.txt" 2>&1 & pids+=($!)
 }
+# One certificate for every TLS row; HAProxy wants certificate and key in one file.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$out/tls.key" -out "$out/tls.pem" 2>/dev/null
+cat "$out/tls.pem" "$out/tls.key" > "$out/tls-haproxy.pem"
+suite=TLS_AES_256_GCM_SHA384
+
 sy 18081 --policy policies/rr.wasm
+sy 18090 --policy policies/rr.wasm --tls-cert "$out/tls.pem" --tls-key "$out/tls.key"
 sy 18082 --builtin-rr
 sy 18086 --policy policies/rr.wasm --upstream non-persistent
 sy 18088 --policy policies/rr.wasm --upstream-protocol h2c
@@ -50,8 +68,8 @@ sy 18088 --policy policies/rr.wasm --upstream-protocol h2c
 #
 # nginx: one worker; the keepalive pool holds more idle connections than wrk opens, so
 # nginx never has to reconnect (a smaller pool makes it close and reopen constantly).
-nginx_conf() { # port, keepalive(yes|no)
-  local port=$1 ka=$2 dir="$out/nginx-$1"
+nginx_conf() { # port, keepalive(yes|no), tls(yes|no)
+  local port=$1 ka=$2 tls=${3:-no} dir="$out/nginx-$1"
   mkdir -p "$dir"
   cat > "$dir/nginx.conf" <<CONF
 worker_processes 1;
@@ -66,8 +84,12 @@ http {
     $( [ "$ka" = yes ] && echo "keepalive $((conns * 4)); keepalive_requests 1000000;" )
   }
   server {
-    listen 127.0.0.1:$port;
+    $( if [ "$tls" = yes ]; then echo "listen 127.0.0.1:$port ssl http2;
+    ssl_certificate $PWD/$out/tls.pem; ssl_certificate_key $PWD/$out/tls.key;
+    ssl_protocols TLSv1.3; ssl_conf_command Ciphersuites $suite; ssl_session_cache off;"
+    else echo "listen 127.0.0.1:$port;"; fi )
     keepalive_requests 1000000;
+    http2_max_requests 100000000;
     location / {
       proxy_pass http://backend;
       proxy_set_header Host \$http_host;
@@ -82,8 +104,9 @@ CONF
 }
 nginx_conf 18083 yes
 nginx_conf 18084 no
+nginx_conf 18091 yes yes
 
-haproxy_conf() { # port, reuse mode (always | never | h2)
+haproxy_conf() { # port, reuse mode (always | never | h2 | tls)
   local port=$1 mode=$2 dir="$out/haproxy-$1"
   mkdir -p "$dir"
   cat > "$dir/haproxy.cfg" <<CONF
@@ -96,11 +119,11 @@ defaults
   timeout client 30s
   timeout server 30s
   option forwardfor
-  $( case $mode in always|h2) echo "http-reuse always" ;; *) echo "option http-server-close
+  $( case $mode in always|h2|tls) echo "http-reuse always" ;; *) echo "option http-server-close
   http-reuse never" ;; esac )
 frontend fe
-  bind 127.0.0.1:$port
-  http-request set-header X-Forwarded-Proto http
+  bind 127.0.0.1:$port $( [ "$mode" = tls ] && echo "ssl crt $PWD/$out/tls-haproxy.pem alpn h2,http/1.1 ssl-min-ver TLSv1.3 ciphersuites $suite" )
+  http-request set-header X-Forwarded-Proto $( [ "$mode" = tls ] && echo https || echo http )
   default_backend be
 backend be
   server z 127.0.0.1:$be $( [ "$mode" = h2 ] && echo "proto h2" )
@@ -110,6 +133,7 @@ CONF
 haproxy_conf 18085 always
 haproxy_conf 18087 never
 haproxy_conf 18089 h2
+haproxy_conf 18092 tls
 
 configs=(
   "direct:$be"
@@ -122,11 +146,24 @@ configs=(
   "haproxy-server-close:18087"
   "switchyard-persistent-h2c-wasm-rr:18088"
   "haproxy-h2-upstream:18089"
+  "switchyard-tls:18090"
+  "nginx-tls:18091"
+  "haproxy-tls:18092"
+  "h2load-switchyard-tls:18090"
+  "h2load-nginx-tls:18091"
+  "h2load-haproxy-tls:18092"
 )
+# A row's URL: https for the TLS rows.
+url() { case $1 in *tls*) echo "https://127.0.0.1:$2/" ;; *) echo "http://127.0.0.1:$2/" ;; esac; }
 for c in "${configs[@]}"; do
-  port=${c##*:}
-  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-  curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "error: ${c%%:*} did not come up on :$port (see $out)" >&2; exit 1; }
+  name=${c%%:*} port=${c##*:}
+  for _ in $(seq 100); do curl -skf -o /dev/null "$(url "$name" "$port")" && break; sleep 0.1; done
+  curl -skf -o /dev/null "$(url "$name" "$port")" || { echo "error: $name did not come up on :$port (see $out)" >&2; exit 1; }
+done
+for port in 18090 18091 18092; do
+  got=$(openssl s_client -connect 127.0.0.1:$port -tls1_3 -alpn http/1.1 </dev/null 2>/dev/null | awk '/^New, TLS/ { print $2, $NF }')
+  echo "TLS on :$port: $got"
+  case $got in *"$suite"*) ;; *) echo "error: :$port did not negotiate $suite" >&2; exit 1 ;; esac
 done
 
 to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 } printf "%.3f", v }'; }
@@ -138,7 +175,17 @@ for r in $(seq "$rounds"); do
   for c in "${configs[@]}"; do
     name=${c%%:*} port=${c##*:}
     printf '\r[round %d/%d] %-34s' "$r" "$rounds" "$name" >&2
-    taskset -c 1 wrk -t"$wrk_threads" -c"$conns" -d"$duration" --latency "http://127.0.0.1:$port/" > "$out/wrk-$name-$r.txt" 2>&1
+    if [[ $name == h2load-* ]]; then
+      # h2load: one thread like one wrk worker pair's CPU; mean latency in the p50 column.
+      taskset -c 1 h2load -t"$wrk_threads" -c"$conns" -m"$h2_streams" -D"${duration%s}" "$(url "$name" "$port")" > "$out/h2load-$name-$r.txt" 2>&1
+      rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' "$out/h2load-$name-$r.txt")
+      p50=$(awk '$1 == "time" && $3 == "request:" { print $6 }' "$out/h2load-$name-$r.txt" | to_ms)
+      p99=$(awk '$1 == "time" && $3 == "request:" { print $5 }' "$out/h2load-$name-$r.txt" | to_ms)
+      errs=$(awk '/^requests:/ && ($10 != 0 || $12 != 0) { print }' "$out/h2load-$name-$r.txt" | tr '\n' ' ')
+      printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" "$errs" >> "$results"
+      continue
+    fi
+    taskset -c 1 wrk -t"$wrk_threads" -c"$conns" -d"$duration" --latency "$(url "$name" "$port")" > "$out/wrk-$name-$r.txt" 2>&1
     rps=$(awk '/Requests\/sec/ { print $2 }' "$out/wrk-$name-$r.txt")
     p50=$(awk '$1 == "50%" { print $2 }' "$out/wrk-$name-$r.txt" | to_ms)
     p99=$(awk '$1 == "99%" { print $2 }' "$out/wrk-$name-$r.txt" | to_ms)
@@ -161,11 +208,19 @@ direct=${RPS[direct]}
   printf '| configuration | req/s | p50 ms | p99 ms | vs direct |\n|---|---:|---:|---:|---:|\n'
   for c in "${configs[@]}"; do
     n=${c%%:*}
+    [[ $n == h2load-* ]] && continue
+    printf '| %s | %.0f | %.3f | %.3f | %.3fx |\n' "$n" "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "$(echo "${RPS[$n]} / $direct" | bc -l)"
+  done
+  echo
+  printf '| HTTP/2 clients (h2load -c%s -m%s, TLS) | req/s | mean ms | max ms | vs direct (wrk) |\n|---|---:|---:|---:|---:|\n' "$conns" "$h2_streams"
+  for c in "${configs[@]}"; do
+    n=${c%%:*}
+    [[ $n == h2load-* ]] || continue
     printf '| %s | %.0f | %.3f | %.3f | %.3fx |\n' "$n" "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "$(echo "${RPS[$n]} / $direct" | bc -l)"
   done
 } | tee "$out/table.md"
 errors=$(awk -F'\t' '$5 != "" { print $1 ": " $5 }' "$results")
-[ -n "$errors" ] && { echo; echo "wrk reported errors:"; echo "$errors"; }
+[ -n "$errors" ] && { echo; echo "wrk or h2load reported errors:"; echo "$errors"; }
 
 # Ratios are paired: A/B within each round (same minute, same machine state), then the
 # median over rounds, which cancels most of the drift a noisy machine adds between rounds.
@@ -184,6 +239,13 @@ printf 'persistent:     switchyard h2c   / %s = %.2fx req/s (target >= 1.25x); p
 printf 'like for like:  switchyard h2c / haproxy-h2-upstream = %.2fx req/s; p99 %.3f vs %.3f ms\n' \
   "$(ratio switchyard-persistent-h2c-wasm-rr haproxy-h2-upstream)" "${P99[switchyard-persistent-h2c-wasm-rr]}" "${P99[haproxy-h2-upstream]}"
 printf 'non-persistent: switchyard / %s = %.2fx req/s (target >= 1.1x)\n' "$best_np" "$(ratio switchyard-non-persistent "$best_np")"
+best_tls=$([ "$(echo "${RPS[nginx-tls]} >= ${RPS[haproxy-tls]}" | bc)" = 1 ] && echo nginx-tls || echo haproxy-tls)
+best_h2=$([ "$(echo "${RPS[h2load-nginx-tls]} >= ${RPS[h2load-haproxy-tls]}" | bc)" = 1 ] && echo h2load-nginx-tls || echo h2load-haproxy-tls)
+printf 'tls (TLS 1.3):  switchyard / %s = %.2fx req/s, / nginx-tls = %.2fx, / haproxy-tls = %.2fx; p99 %.3f vs %.3f ms\n' \
+  "$best_tls" "$(ratio switchyard-tls "$best_tls")" "$(ratio switchyard-tls nginx-tls)" "$(ratio switchyard-tls haproxy-tls)" "${P99[switchyard-tls]}" "${P99[$best_tls]}"
+printf 'tls cost:       switchyard tls / switchyard http1 = %.3fx req/s\n' "$(ratio switchyard-tls switchyard-persistent-wasm-rr)"
+printf 'h2 clients:     switchyard / %s = %.2fx req/s, / nginx = %.2fx, / haproxy = %.2fx; mean %.3f vs %.3f ms\n' \
+  "$best_h2" "$(ratio h2load-switchyard-tls "$best_h2")" "$(ratio h2load-switchyard-tls h2load-nginx-tls)" "$(ratio h2load-switchyard-tls h2load-haproxy-tls)" "${P50[h2load-switchyard-tls]}" "${P50[$best_h2]}"
 printf 'policy cost:    wasm rr / native rr = %.3fx req/s (target >= 0.97x)\n' \
   "$(ratio switchyard-persistent-wasm-rr switchyard-persistent-native-rr)"
 echo "raw results: $out/"

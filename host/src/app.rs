@@ -73,6 +73,14 @@ pub async fn start_with_args(args: &ServeArgs, console: Console) -> anyhow::Resu
 
 /// Loads the policy, binds the listener and starts serving on the current Tokio runtime.
 pub async fn start(config: ProxyConfig, console: Console) -> anyhow::Result<Running> {
+    // First: a certificate that does not load is the operator's to fix before anything runs.
+    let tls = match &config.tls {
+        Some(t) => Some(
+            proxy::tls::Terminator::start(t)
+                .map_err(|e| UsageError::with_source(e.to_string(), e))?,
+        ),
+        None => None,
+    };
     let runtime = PolicyRuntime::new()?;
     let component = match &config.policy {
         PolicySource::File { path, .. } => Some(runtime.load(path).map_err(load_error)?),
@@ -125,6 +133,7 @@ pub async fn start(config: ProxyConfig, console: Console) -> anyhow::Result<Runn
             let _ = stopped.wait_for(|s| *s).await;
         },
         config.edge,
+        tls,
     ));
     let console = (console == Console::On)
         .then(|| tokio::spawn(console::run(shared.clone(), telemetry.clone())));
@@ -195,6 +204,13 @@ fn print_banner(
         timeout: config.upstream.timeout,
         log: config.log.as_deref(),
     });
+    if let Some(t) = &config.tls {
+        crate::out::say!(
+            "  tls       {} certificate(s), first the default; HTTP/2 and HTTP/1.1 by ALPN; handshake timeout {:?}",
+            t.pairs.len(),
+            t.handshake_timeout
+        );
+    }
 }
 
 fn start_reloader(

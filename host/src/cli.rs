@@ -51,8 +51,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:9090", value_name = "ADDR")]
     pub listen: SocketAddr,
 
-    /// A backend, as [ID=]http://HOST:PORT[,weight=N]; repeat for each. Default: the
-    /// study's A=http://127.0.0.1:8081, B=…:8082, C=…:8083.
+    /// A backend, as [ID=]http[s]://HOST:PORT[,weight=N]; repeat for each. Default: the
+    /// study's A=http://127.0.0.1:8081, B=…:8082, C=…:8083. https:// backends are verified
+    /// against the system's roots or --backend-ca, with HOST as the name.
     #[arg(long = "backend", value_name = "URL", value_parser = parse_backend)]
     pub backends: Vec<BackendArg>,
 
@@ -234,6 +235,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+
+    /// TLS on the listener and towards https:// backends.
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
 }
 
 /// A `--backend` value, as written: resolving the host is [`crate::config`]'s job.
@@ -241,7 +246,7 @@ pub struct ServeArgs {
 pub struct BackendArg {
     /// `ID=`, when given.
     pub id: Option<String>,
-    /// `http://host:port`, normalised (no trailing slash).
+    /// `http://host:port` or `https://host:port`, normalised (no trailing slash).
     pub url: String,
     /// `host:port` as written, for the Host header and for resolving.
     pub authority: String,
@@ -264,9 +269,9 @@ impl BackendArg {
 }
 
 const BACKEND_HELP: &str =
-    "expected [ID=]http://HOST:PORT[,weight=N], e.g. A=http://127.0.0.1:8081";
+    "expected [ID=]http[s]://HOST:PORT[,weight=N], e.g. A=http://127.0.0.1:8081";
 
-/// Parses `[ID=]http://HOST:PORT[,weight=N]`; the URL is checked by `http::Uri` (scheme,
+/// Parses `[ID=]http[s]://HOST:PORT[,weight=N]`; the URL is checked by `http::Uri` (scheme,
 /// authority with a port, no path, no user info; IPv6 in brackets).
 pub fn parse_backend(s: &str) -> Result<BackendArg, String> {
     let (main, weight) = match s.split_once(",weight=") {
@@ -291,15 +296,10 @@ pub fn parse_backend(s: &str) -> Result<BackendArg, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| format!("`{s}` is not an http URL: {BACKEND_HELP}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "`{s}`: https backends are not supported yet; use http://"
-            ))
-        }
+    let scheme = match uri.scheme_str() {
+        Some(scheme @ ("http" | "https")) => scheme,
         _ => return Err(format!("`{s}` is not an http URL: {BACKEND_HELP}")),
-    }
+    };
     let no_path = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
     let authority = uri
         .authority()
@@ -308,7 +308,7 @@ pub fn parse_backend(s: &str) -> Result<BackendArg, String> {
         .ok_or_else(|| format!("`{s}` must be http://HOST:PORT with no path: {BACKEND_HELP}"))?;
     Ok(BackendArg {
         id,
-        url: format!("http://{authority}"),
+        url: format!("{scheme}://{authority}"),
         authority: authority.to_string(),
         weight,
     })
@@ -327,11 +327,14 @@ mod tests {
         );
         let b = parse_backend("http://localhost:8082/").unwrap();
         assert_eq!((b.id, b.authority.as_str()), (None, "localhost:8082"));
+        let b = parse_backend("S=https://example.org:8443").unwrap();
+        assert_eq!(b.url, "https://example.org:8443");
         for bad in [
             "127.0.0.1:8081",
             "http://127.0.0.1",
             "http://127.0.0.1:99999",
-            "https://x:1",
+            "ftp://x:1",
+            "https://x",
             "http://x:1/path",
             "A=http://x:1,weight=0",
         ] {

@@ -56,6 +56,8 @@ pub struct ProxyConfig {
     pub edge: EdgeLimits,
     /// `--probe-timeout`: how long one probe a policy asked for may take.
     pub probe_timeout: Duration,
+    /// TLS on the listener (`--tls-cert`/`--tls-key`); `None`: plain HTTP and h2c.
+    pub tls: Option<crate::proxy::tls::ListenerTls>,
 }
 
 impl ProxyConfig {
@@ -90,7 +92,7 @@ impl ProxyConfig {
         });
         Ok(ProxyConfig {
             listen: args.listen,
-            backends: backends(&args.backends)?,
+            backends: backends(args)?,
             policy,
             policy_file: args.policy.clone(),
             policy_args: args.policy_args.clone(),
@@ -102,6 +104,7 @@ impl ProxyConfig {
             admin,
             edge,
             probe_timeout: args.probe_timeout,
+            tls: crate::tls_args::listener(&args.tls)?,
         })
     }
 
@@ -112,17 +115,18 @@ impl ProxyConfig {
 }
 
 /// `--backend` values (the study's A, B, C when none), with ids given or defaulted, checked
-/// for duplicates, and resolved.
-fn backends(args: &[BackendArg]) -> Result<Vec<BackendConfig>, UsageError> {
+/// for duplicates, and resolved; https ones with their TLS settings.
+fn backends(serve: &ServeArgs) -> Result<Vec<BackendConfig>, UsageError> {
     let study;
-    let args = if args.is_empty() {
+    let args = if serve.backends.is_empty() {
         study = BackendArg::study();
         &study
     } else {
-        args
+        &serve.backends
     };
+    let tls = crate::tls_args::backends(&serve.tls, args, serve.upstream_protocol)?;
     let mut out: Vec<BackendConfig> = Vec::with_capacity(args.len());
-    for (i, arg) in args.iter().enumerate() {
+    for ((i, arg), tls) in args.iter().enumerate().zip(tls) {
         let id = arg.id.clone().unwrap_or_else(|| default_id(i));
         if out.iter().any(|b| b.backend.id == id) {
             return Err(UsageError::new(format!(
@@ -138,6 +142,7 @@ fn backends(args: &[BackendArg]) -> Result<Vec<BackendConfig>, UsageError> {
             target: Target {
                 addr: resolve(arg)?,
                 authority: arg.authority.clone(),
+                tls,
             },
         });
     }

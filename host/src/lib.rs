@@ -23,3 +23,4 @@ mod out;
 pub mod proxy;
 pub mod reload;
 pub mod telemetry;
+pub mod tls_args;

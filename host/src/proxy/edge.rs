@@ -79,10 +79,14 @@ impl Refusals {
 
 /// Checks `req` and settles its `Host`: an absolute-form target (or HTTP/2's `:authority`)
 /// replaces whatever `Host` the client sent (RFC 9112 §3.2.2: a proxy must generate Host
-/// from the target, not forward the received one).
+/// from the target, not forward the received one). An HTTP/2 request's `cookie` fields
+/// are joined into one, as HTTP/1.1 backends and policies (`cookie:NAME`) expect.
 pub(super) fn admit<B>(req: &mut Request<B>) -> Result<(), Refusal> {
     if req.method() == Method::CONNECT {
         return Err(Refusal::Connect);
+    }
+    if req.version() == Version::HTTP_2 {
+        join_cookies(req.headers_mut());
     }
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
@@ -102,6 +106,24 @@ pub(super) fn admit<B>(req: &mut Request<B>) -> Result<(), Refusal> {
         None => Ok(()),
         Some(v) if valid_authority(v) => Ok(()),
         Some(_) => Err(Refusal::InvalidHost),
+    }
+}
+
+/// HTTP/2 may split `cookie` over several fields (RFC 9113 §8.2.3), which must be joined
+/// with "; " before the request goes on as HTTP/1.1 (RFC 6265 §5.4: one Cookie line).
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    // Joined valid values with "; " are a valid value.
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
@@ -189,6 +211,19 @@ mod tests {
         );
         assert_eq!(admit(&mut r), Ok(()));
         assert_eq!(r.headers()[header::HOST], "target.example:81");
+    }
+
+    #[test]
+    fn http2_cookie_fields_are_joined() {
+        let mut r = req(
+            &[("cookie", "a=1"), ("cookie", "b=2")],
+            "https://example.org/",
+            Version::HTTP_2,
+        );
+        assert_eq!(admit(&mut r), Ok(()));
+        let cookies: Vec<_> = r.headers().get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"]);
+        assert_eq!(r.headers()[header::HOST], "example.org");
     }
 
     #[test]

@@ -109,6 +109,11 @@ pub(super) fn lists(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// The client came over TLS: `X-Forwarded-Proto: https` (after [`to_upstream`]).
+pub(super) fn forwarded_https(headers: &mut HeaderMap) {
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+}
+
 /// The client's IP as a header value, for `X-Forwarded-For`.
 pub(super) fn client_ip(client: SocketAddr) -> HeaderValue {
     // An IP address's text form is always a valid header value.

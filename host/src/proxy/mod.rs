@@ -1,12 +1,14 @@
 //! The listener and forwarding: accepts client connections, asks the router for a backend,
 //! relays the exchange through the upstream connections, and reports what happened.
 mod body;
+mod conn;
 pub mod edge;
 mod headers;
 mod probe;
 pub mod request_id;
 mod tunnel;
 mod upgrade;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use switchyard_runtime::{Outcome, RequestView, Router};
 use tokio::net::TcpListener;
 
@@ -57,9 +57,6 @@ impl ProxyState {
     }
 }
 
-/// hyper's default header-line limit (`http1::Builder::max_headers`).
-const HYPER_MAX_HEADERS: usize = 100;
-
 /// What clients may ask of the listener (README, "Limits").
 #[derive(Debug, Clone, Copy)]
 pub struct EdgeLimits {
@@ -80,53 +77,54 @@ pub struct EdgeLimits {
 }
 
 /// One client connection, shared by its requests.
-struct Conn {
+struct Peer {
     client: SocketAddr,
     /// Formatted once per connection, not per request.
     client_ip: http::HeaderValue,
+    /// The connection is TLS (`X-Forwarded-Proto: https`).
+    secure: bool,
     /// Where an upgraded request leaves its tunnel.
     tunnel: tunnel::Slot,
     tunnel_idle: Duration,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to `grace` for
-/// requests in flight to finish; connections still open then are cut.
+/// requests in flight to finish; connections still open then are cut. With `tls`, every
+/// connection is TLS (HTTP/1.1 or HTTP/2 by ALPN); without, HTTP/1.1 or h2c by preface.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<ProxyState>,
     shutdown: impl std::future::Future<Output = ()>,
     limits: EdgeLimits,
+    tls: Option<Arc<tls::Terminator>>,
 ) -> switchyard_listener::Drained {
     let grace = limits.grace;
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_header_size(limits.max_header_bytes);
-    // hyper's own limit is 100 on the stack; setting any other moves the parsed headers to
-    // the heap (hyper measures ~5 % per request), so only a non-default value is set.
-    if limits.max_headers != HYPER_MAX_HEADERS {
-        builder.max_headers(limits.max_headers);
-    }
+    let protocols = Arc::new(conn::Protocols::new(&limits));
+    let secure = tls.is_some();
     let connection = |stream, client, draining| {
         let shared = shared.clone();
-        let conn = Arc::new(Conn {
+        let peer = Arc::new(Peer {
             client,
             client_ip: headers::client_ip(client),
+            secure,
             tunnel: tunnel::Slot::default(),
             tunnel_idle: limits.tunnel_idle_timeout,
         });
-        let requests = conn.clone();
+        let requests = peer.clone();
         let service = service_fn(move |req| handle(shared.clone(), requests.clone(), req));
-        let http = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+        let serving = conn::serve(
+            stream,
+            client,
+            service,
+            protocols.clone(),
+            tls.clone(),
+            draining,
+        );
         async move {
-            switchyard_listener::until_drained_by(http, draining, |c| c.graceful_shutdown()).await;
+            serving.await;
             // An upgraded request's tunnel runs here, once hyper has let go of the
             // connection: in the same task, so the cap and the shutdown grace cover it.
-            if let Some(tunnel) = conn.tunnel.take() {
+            if let Some(tunnel) = peer.tunnel.take() {
                 tunnel.await;
             }
         }
@@ -188,7 +186,7 @@ impl RequestView for View<'_> {
 
 async fn handle(
     shared: Arc<ProxyState>,
-    conn: Arc<Conn>,
+    peer: Arc<Peer>,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     if let Err(refusal) = edge::admit(&mut req) {
@@ -203,7 +201,7 @@ async fn handle(
     let choice = shared.router.choose(
         &View {
             req: &req,
-            client: conn.client,
+            client: peer.client,
         },
         shared.now_ns(),
     );
@@ -228,7 +226,10 @@ async fn handle(
             *req.uri_mut() = uri;
         }
     }
-    headers::to_upstream(req.headers_mut(), &conn.client_ip, &up.authority);
+    headers::to_upstream(req.headers_mut(), &peer.client_ip, &up.authority);
+    if peer.secure {
+        headers::forwarded_https(req.headers_mut());
+    }
     if let Some(upgrade) = upgrade {
         upgrade::keep(req.headers_mut(), upgrade);
     }
@@ -247,7 +248,7 @@ async fn handle(
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(match client_upgrade {
-            Some(client) => switch(&conn, resp, client, completion),
+            Some(client) => switch(&peer, resp, client, completion),
             // hyper refuses a 101 to a request that asked for no upgrade; never relayed.
             None => failed(
                 &shared,
@@ -281,7 +282,7 @@ fn relay(
 /// The backend switched protocols: the 101 goes to the client, and the tunnel is left for
 /// the connection's task to run once hyper has sent it.
 fn switch(
-    conn: &Conn,
+    peer: &Peer,
     mut resp: Response<switchyard_upstream::Body>,
     client: hyper::upgrade::OnUpgrade,
     completion: Completion,
@@ -292,8 +293,8 @@ fn switch(
     if let Some(protocol) = protocol {
         upgrade::keep(resp.headers_mut(), protocol);
     }
-    conn.tunnel
-        .put(tunnel::run(client, backend, conn.tunnel_idle, completion));
+    peer.tunnel
+        .put(tunnel::run(client, backend, peer.tunnel_idle, completion));
     let (parts, _) = resp.into_parts();
     Response::from_parts(parts, ProxyBody::local(String::new()))
 }

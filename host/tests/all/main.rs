@@ -20,3 +20,4 @@ mod proxy;
 mod reload;
 mod sandbox;
 mod simulate;
+mod tls;

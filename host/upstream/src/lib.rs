@@ -1,6 +1,7 @@
 //! Connections to backends, managed by the host itself: a keep-alive pool per backend
 //! (persistent) or a fresh connection per request with `Connection: close`
-//! (non-persistent), over HTTP/1.1 or multiplexed HTTP/2 (h2c). Knows nothing of policies;
+//! (non-persistent), over HTTP/1.1 (in clear or over TLS, `tls`) or multiplexed HTTP/2
+//! (h2c). Knows nothing of policies;
 //! counts every connection it opens so the difference between the modes is measured, not
 //! assumed. A request that asks to switch protocols (WebSocket) gets an HTTP/1.1
 //! connection of its own, which the proxy then tunnels (`upgrade`).
@@ -10,6 +11,7 @@ mod lease;
 mod oneshot;
 mod pool;
 mod probe;
+mod tls;
 mod upgrade;
 mod upload;
 
@@ -27,6 +29,7 @@ use tokio::net::TcpStream;
 pub use body::{Body, BoxError};
 pub use lease::Lease;
 pub use probe::{ProbeResponse, PROBE_BODY_LIMIT};
+pub use tls::{client_config, BackendTls, Roots, TlsSetupError};
 pub use upload::Upload;
 
 /// How upstream connections are used.
@@ -130,6 +133,8 @@ pub struct Upstream {
     /// `host:port`, for the Host header when the client sent none.
     pub authority: HeaderValue,
     pub stats: ConnStats,
+    /// `Some` for an https backend.
+    tls: Option<BackendTls>,
     idle: pool::Idle,
     mux: h2c::Mux,
 }
@@ -168,6 +173,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// `host:port` as configured, sent as Host when the client sent none.
     pub authority: String,
+    /// `Some` for an https backend: TLS before HTTP.
+    pub tls: Option<BackendTls>,
 }
 
 impl Upstreams {
@@ -175,16 +182,23 @@ impl Upstreams {
     pub fn new(targets: Vec<Target>, options: Options) -> Self {
         let backends = targets
             .into_iter()
-            .map(|Target { addr, authority }| {
-                Arc::new(Upstream {
-                    addr,
-                    authority: HeaderValue::from_str(&authority)
-                        .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
-                    stats: ConnStats::default(),
-                    idle: pool::Idle::default(),
-                    mux: h2c::Mux::new(options.h2_connections, options.h2_keepalive),
-                })
-            })
+            .map(
+                |Target {
+                     addr,
+                     authority,
+                     tls,
+                 }| {
+                    Arc::new(Upstream {
+                        addr,
+                        tls,
+                        authority: HeaderValue::from_str(&authority)
+                            .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+                        stats: ConnStats::default(),
+                        idle: pool::Idle::default(),
+                        mux: h2c::Mux::new(options.h2_connections, options.h2_keepalive),
+                    })
+                },
+            )
             .collect();
         Upstreams {
             backends,
@@ -298,7 +312,30 @@ pub(crate) async fn open(up: &Upstream) -> Result<TcpStream, UpstreamError> {
 
 /// Opens and handshakes a new HTTP/1.1 connection.
 async fn connect(up: &Upstream) -> Result<SendRequest<Upload>, UpstreamError> {
-    handshake(open(up).await?).await
+    let tcp = open(up).await?;
+    match &up.tls {
+        None => handshake(tcp).await,
+        Some(tls) => handshake(secure(up, tls, tcp).await?).await,
+    }
+}
+
+/// The TLS handshake with an https backend; a failure is a connect error (the backend
+/// could not be reached as configured), counted as one.
+pub(crate) async fn secure<T>(
+    up: &Upstream,
+    tls: &BackendTls,
+    io: T,
+) -> Result<tokio_rustls::client::TlsStream<T>, UpstreamError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tls.connect(io).await.map_err(|e| {
+        up.stats.failed_connects.fetch_add(1, Ordering::Relaxed);
+        UpstreamError::Connect(std::io::Error::new(
+            e.kind(),
+            format!("TLS handshake failed: {e}"),
+        ))
+    })
 }
 
 /// Starts HTTP/1.1 on `io`, with the connection driven by its own task.

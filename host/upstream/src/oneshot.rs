@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::Upload;
-use super::{handshake, open, Body, Lease, Upstream, UpstreamError};
+use super::{handshake, open, secure, Body, Lease, Upstream, UpstreamError};
 
 /// One exchange on a connection of its own, `Connection: close`.
 pub(super) async fn send(
@@ -27,7 +27,13 @@ pub(super) async fn send(
 ) -> Result<(Response<Body>, Lease), UpstreamError> {
     req.headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
-    let mut sender = handshake(Abortive::new(open(up).await?)).await?;
+    // Whatever the client spoke (HTTP/2 included), the backend is spoken to in HTTP/1.1.
+    *req.version_mut() = http::Version::HTTP_11;
+    let tcp = Abortive::new(open(up).await?);
+    let mut sender = match &up.tls {
+        None => handshake(tcp).await?,
+        Some(tls) => handshake(secure(up, tls, tcp).await?).await?,
+    };
     let resp = sender.send_request(req).await?;
     // Dropping the sender lets the connection close once the body is read.
     Ok((resp.map(Body::Http1), Lease::none(false)))

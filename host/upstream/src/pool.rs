@@ -45,6 +45,8 @@ pub(super) async fn send(
     req: Request<Upload>,
 ) -> Result<(Response<Body>, Lease), UpstreamError> {
     let mut req = req;
+    // Whatever the client spoke (HTTP/2 included), the backend is spoken to in HTTP/1.1.
+    *req.version_mut() = http::Version::HTTP_11;
     while let Some(mut sender) = up.idle.pop() {
         if sender.ready().await.is_err() {
             continue;

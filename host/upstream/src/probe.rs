@@ -63,12 +63,12 @@ impl Upstreams {
             .await
             .map_err(UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
-        let io = hyper_util::rt::TokioIo::new(Abortive::new(stream));
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let resp = sender.send_request(req).await?;
+        let tcp = Abortive::new(stream);
+        let resp = match &up.tls {
+            None => get(tcp, req).await?,
+            // Not counted as a failed connect: probes stay out of the connection statistics.
+            Some(tls) => get(tls.connect(tcp).await.map_err(UpstreamError::Connect)?, req).await?,
+        };
         let (parts, body) = resp.into_parts();
         Limited::new(body, PROBE_BODY_LIMIT)
             .collect()
@@ -76,4 +76,20 @@ impl Upstreams {
             .map_err(UpstreamError::Broken)?;
         Ok((parts.status.as_u16(), parts.headers))
     }
+}
+
+/// One request on a connection of its own.
+async fn get<T>(
+    io: T,
+    req: Request<Empty<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, UpstreamError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender.send_request(req).await?)
 }

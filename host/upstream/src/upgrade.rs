@@ -8,7 +8,7 @@
 //! closes when it is done.
 use hyper::{Request, Response};
 
-use super::{open, Body, Lease, Upload, Upstream, UpstreamError};
+use super::{open, secure, Body, Lease, Upload, Upstream, UpstreamError};
 
 /// Whether `req` asks to switch protocols: it carries an `Upgrade` header (the proxy keeps
 /// one only for requests that asked for an upgrade it tunnels).
@@ -16,12 +16,26 @@ pub(super) fn requested(req: &Request<Upload>) -> bool {
     req.headers().contains_key(http::header::UPGRADE)
 }
 
-/// One upgrade request on a fresh connection.
+/// One upgrade request on a fresh connection (TLS first for an https backend).
 pub(super) async fn send(
     up: &Upstream,
     req: Request<Upload>,
 ) -> Result<(Response<Body>, Lease), UpstreamError> {
-    let io = hyper_util::rt::TokioIo::new(open(up).await?);
+    let tcp = open(up).await?;
+    match &up.tls {
+        None => exchange(tcp, req).await,
+        Some(tls) => exchange(secure(up, tls, tcp).await?, req).await,
+    }
+}
+
+async fn exchange<T>(
+    io: T,
+    req: Request<Upload>,
+) -> Result<(Response<Body>, Lease), UpstreamError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {
         // Ends when the backend answers without switching, or hands the connection to the
