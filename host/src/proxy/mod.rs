@@ -5,6 +5,7 @@ mod conn;
 pub mod edge;
 mod headers;
 mod probe;
+mod sniff;
 pub mod tls;
 
 use std::convert::Infallible;
