@@ -3,11 +3,9 @@
 //! with the edge's limits.
 //!
 //! Why not hyper-util's `auto::Builder`: its HTTP/1 side (0.1.21) cannot set
-//! `max_header_size`, which is `--max-header-bytes` (431 beyond it), and it reads the first
-//! bytes into a buffer that then wraps the socket for the whole connection. Here the plain
-//! listener peeks at the first bytes in the kernel's buffer instead (one `recv(MSG_PEEK)`
-//! per connection, nothing per request), and each protocol gets hyper's own builder with
-//! every setting it has.
+//! `max_header_size`, which is `--max-header-bytes` (431 beyond it). Here each protocol
+//! gets hyper's own builder with every setting it has; the plain listener tells them apart
+//! by the connection's first read (`sniff`), which HTTP/1 then parses as its own.
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use switchyard_listener::{until_drained, until_drained_by, Draining};
 use tokio::net::TcpStream;
 
+use super::sniff::Sniffed;
 use super::tls::Terminator;
 use super::{EdgeLimits, ProxyBody};
 
@@ -33,9 +32,6 @@ const HYPER_MAX_HEADERS: usize = 100;
 /// it bounds what one connection can make the proxy hold (each stream may be a request
 /// in flight to a backend).
 pub(super) const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
-
-/// The HTTP/2 client preface (RFC 9113 §3.4).
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Both protocols' servers, configured once.
 pub(super) struct Protocols {
@@ -89,18 +85,19 @@ pub(super) async fn serve<S>(
 {
     let Some(tls) = tls else {
         // Bounded like a head: a client that sends nothing is gone after --header-timeout.
-        let h2 = tokio::select! {
+        let sniffed = tokio::select! {
             // The sniff first: it is usually ready at once, and then nothing else is set up.
             biased;
-            sniffed = tokio::time::timeout(protocols.header_timeout, prior_knowledge(&tcp)) => {
+            sniffed = tokio::time::timeout(protocols.header_timeout, Sniffed::read(tcp)) => {
                 match sniffed {
-                    Ok(Ok(h2)) => h2,
+                    Ok(Ok(sniffed)) => sniffed,
                     _ => return,
                 }
             }
             () = draining.started() => return,
         };
-        return speak(TokioIo::new(tcp), h2, service, &protocols, draining).await;
+        let (io, h2) = sniffed;
+        return speak(TokioIo::new(io), h2, service, &protocols, draining).await;
     };
     let accepted = tokio::select! {
         biased;
@@ -130,24 +127,5 @@ where
         // leaves its tunnel for the connection's task (`proxy::tunnel`).
         let h1 = protocols.h1.serve_connection(io, service).with_upgrades();
         until_drained_by(h1, draining, |c| c.graceful_shutdown()).await;
-    }
-}
-
-/// Whether the client opened with the HTTP/2 preface. Peeks, so the bytes stay for the
-/// protocol's parser; anything that differs from the preface early (every HTTP/1 method but
-/// `PRI`) is answered after the first segment. End of stream: HTTP/1, which sees it too.
-async fn prior_knowledge(tcp: &TcpStream) -> std::io::Result<bool> {
-    let mut buf = [0u8; H2_PREFACE.len()];
-    loop {
-        let n = tcp.peek(&mut buf).await?;
-        if n == 0 || buf[..n] != H2_PREFACE[..n] {
-            return Ok(false);
-        }
-        if n == H2_PREFACE.len() {
-            return Ok(true);
-        }
-        // A preface split over segments (rare): the peeked bytes stay readable, so wait a
-        // little for the rest rather than spin.
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

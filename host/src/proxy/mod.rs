@@ -6,9 +6,10 @@ pub mod edge;
 mod headers;
 mod probe;
 pub mod request_id;
+mod sniff;
+pub mod tls;
 mod tunnel;
 mod upgrade;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -28,10 +28,7 @@ pub(super) async fn send(
     }
 }
 
-async fn exchange<T>(
-    io: T,
-    req: Request<Upload>,
-) -> Result<(Response<Body>, Lease), UpstreamError>
+async fn exchange<T>(io: T, req: Request<Upload>) -> Result<(Response<Body>, Lease), UpstreamError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
