@@ -63,8 +63,10 @@ impl RequestIds {
         let mut text = String::with_capacity(32);
         // Writing to a String cannot fail.
         let _ = write!(text, "{:016x}{n:016x}", self.prefix);
-        // Hex digits are always a valid header value.
-        let id = HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("-"));
+        // Hex digits are always a valid header value; the String's buffer becomes the
+        // value's without a copy.
+        let id = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
         headers.insert(X_REQUEST_ID.clone(), id.clone());
         id
     }
