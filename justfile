@@ -3,7 +3,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 policies := "rr sma ewma peak-ewma sticky least-request prequal wrr-orca maglev slo"
-fixtures := "trap-choose bad-index loop-forever grow-memory trap-init open-file other-world rr-v01 ewma-v01 peak-ewma-v01 ledger hostile made-up-import wrong-choose"
+fixtures := "trap-choose bad-index loop-forever grow-memory trap-init open-file other-world rr-v01 ewma-v01 peak-ewma-v01 ledger hostile made-up-import wrong-choose denied"
 
 # Show the recipes.
 default:

@@ -8,7 +8,7 @@ use thiserror::Error;
 use wasmtime::component::Component;
 
 use crate::bindings::{v01, v02};
-use crate::sandbox::{StoreState, Unprovided};
+use crate::sandbox::StoreState;
 use crate::PolicyRuntime;
 
 /// Why a policy could not be loaded. Callers branch on it (exit code 2 at start-up, keep the
@@ -41,9 +41,6 @@ pub enum LoadError {
     /// The component does not export the policy interface the host calls.
     #[error("policy file {path} does not implement switchyard:policy/policy@0.2.0 (world `router` in wit/policy.wit) or @0.1.0 (wit/0.1.0/policy.wit): {reason}")]
     WrongWorld { path: PathBuf, reason: String },
-    /// The component imports an interface the sandbox does not provide.
-    #[error("policy file {path} imports {import}, which the sandbox does not give policies (no files, sockets, environment or clocks): remove that use from the policy")]
-    Forbidden { path: PathBuf, import: String },
     /// The component imports something that is neither WASI nor the contract's `host`.
     #[error("policy file {path} imports {import}, which is neither WASI nor the contract's host interface (wit/policy.wit): no host provides it; remove that import from the policy")]
     UnknownImport { path: PathBuf, import: String },
@@ -141,16 +138,15 @@ pub(crate) fn load_bytes(
         path: path.clone(),
         reason: format!("{e:#}"),
     })?;
-    match crate::sandbox::unprovided_import(&component, rt.engine()) {
-        Some(Unprovided::Wasi(import)) => return Err(LoadError::Forbidden { path, import }),
-        Some(Unprovided::Unknown(import)) => return Err(LoadError::UnknownImport { path, import }),
-        None => {}
+    if let Some(import) = crate::sandbox::unknown_import(&component, rt.engine()) {
+        return Err(LoadError::UnknownImport { path, import });
     }
-    let linker = rt.linker();
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
         path: path.clone(),
         reason: format!("{e:#}"),
     };
+    let linker =
+        crate::sandbox::deny_the_rest(rt.linker(), &component, rt.engine()).map_err(wrong_world)?;
     let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
     // The current contract first; a component that exports the 0.1 interface instead
     // gets the frozen one. The error names the current contract's mismatch.

@@ -62,8 +62,9 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     Ok(l)
 }
 
-/// Interfaces [`linker`] provides (any 0.2.x version). A policy importing any other WASI
-/// interface (sockets, HTTP, ...) is refused at load.
+/// Interfaces [`linker`] provides (any 0.2.x version). Any other WASI interface a policy
+/// imports (sockets, HTTP, ...) is linked by [`deny_the_rest`] to functions that fault
+/// when called.
 const LINKED: &[&str] = &[
     "wasi:clocks/wall-clock",
     "wasi:clocks/monotonic-clock",
@@ -87,38 +88,87 @@ const LINKED: &[&str] = &[
     "wasi:io/streams",
 ];
 
-/// An import the sandbox does not provide, found at load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Unprovided {
-    /// A WASI interface the sandbox denies (sockets, HTTP, ...).
-    Wasi(String),
-    /// Neither WASI nor the contract's own `host` interface: no host provides it.
-    Unknown(String),
-}
-
 /// The contract's own imports, any version: its `types` (type-only, nothing to link)
 /// and 0.2's `host` interface.
 const CONTRACT: &[&str] = &["switchyard:policy/types", "switchyard:policy/host"];
 
-/// The first import of `component` that the sandbox does not provide, if any (e.g. a
-/// policy that uses `std::net` imports `wasi:sockets/tcp`).
-pub(crate) fn unprovided_import(
+/// The first import of `component` that is neither WASI nor the contract, if any: no
+/// host provides it, so the component is refused at load rather than linked to traps.
+pub(crate) fn unknown_import(
     component: &wasmtime::component::Component,
     engine: &Engine,
-) -> Option<Unprovided> {
+) -> Option<String> {
     let ty = component.component_type();
     let names: Vec<String> = ty
         .imports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    names.into_iter().find_map(|name| {
-        let unversioned = name.split('@').next().unwrap_or(&name);
-        if LINKED.contains(&unversioned) || CONTRACT.contains(&unversioned) {
-            None
-        } else if unversioned.starts_with("wasi:") {
-            Some(Unprovided::Wasi(name))
-        } else {
-            Some(Unprovided::Unknown(name))
-        }
+    names.into_iter().find(|name| {
+        let unversioned = name.split('@').next().unwrap_or(name);
+        !(LINKED.contains(&unversioned)
+            || CONTRACT.contains(&unversioned)
+            || unversioned.starts_with("wasi:"))
     })
 }
+
+/// `linker` for one component, with every WASI function it imports beyond [`LINKED`]
+/// (e.g. the `wasi:sockets` and `wasi:http` that CPython's and SpiderMonkey's runtimes
+/// import whether or not a policy uses them) defined as a function that fails when
+/// called, naming itself, and its resources as opaque types that no function creates.
+/// So such a component loads and runs, and gets nothing: its first call into a denied
+/// interface is a fault. The shared linker is left as it is.
+///
+/// Why not wasmtime's `define_unknown_imports_as_traps`: it looks names up exactly, so a
+/// component importing `wasi:io/streams@0.2.12` (the linker has 0.2.6, which semver
+/// matching accepts) gets a second, stubbed `streams` whose resources clash with the real
+/// ones. Here an interface is denied only when no version of it is linked, and a resource
+/// a denied interface merely `use`s from a linked one (`input-stream` in `wasi:sockets/tcp`)
+/// is left to the linked definition.
+pub(crate) fn deny_the_rest(
+    linker: &Linker<StoreState>,
+    component: &wasmtime::component::Component,
+    engine: &Engine,
+) -> wasmtime::Result<Linker<StoreState>> {
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime::component::ResourceType;
+    let mut linker = linker.clone();
+    // Resources already bound, by earlier imports (imports that `use` a type come after
+    // the interface that defines it).
+    let mut seen: Vec<ResourceType> = Vec::new();
+    for (name, item) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let unversioned = name.split('@').next().unwrap_or(name);
+        let denied = unversioned.starts_with("wasi:") && !LINKED.contains(&unversioned);
+        let mut stubs = if denied {
+            Some(linker.instance(name)?)
+        } else {
+            None
+        };
+        for (export, item) in instance.exports(engine) {
+            match (item.ty, stubs.as_mut()) {
+                (ComponentItem::Resource(ty), Some(stubs)) if !seen.contains(&ty) => {
+                    stubs.resource(export, ResourceType::host::<Denied>(), |_, _| Ok(()))?;
+                    seen.push(ty);
+                }
+                (ComponentItem::Resource(ty), _) => seen.push(ty),
+                (ComponentItem::ComponentFunc(_), Some(stubs)) => {
+                    let call = format!("{name}#{export}");
+                    let interface = unversioned.to_string();
+                    stubs.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!(
+                            "called {call}, but the sandbox denies policies {interface} (no network, files or other I/O; README, \"Sandbox\"): remove that call from the policy"
+                        )
+                    })?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(linker)
+}
+
+/// The host side of a denied interface's resources: never constructed, since every
+/// function that could make one fails.
+struct Denied;

@@ -22,8 +22,10 @@
 //! Besides WASI, a 0.2 policy imports the contract's own `host` interface ([`host`]):
 //! requests in flight per backend, and probes through the router's gate.
 //!
-//! A policy importing anything else (sockets, HTTP, ...) is refused at load, by name
-//! ([`imports`], which also builds the linker). Each call runs under a CPU deadline
+//! Any other WASI a policy imports (the `wasi:sockets` and `wasi:http` that Python's and
+//! JavaScript's runtimes import whether used or not) is linked to functions that fault
+//! when called, naming the interface; an import that is not WASI at all is refused at
+//! load, by name ([`imports`], which also builds the linker). Each call runs under a CPU deadline
 //! ([`deadline`]) and a memory cap ([`memory`]), both kept in the store's [`StoreState`].
 mod clocks;
 mod deadline;
@@ -47,7 +49,7 @@ use deadline::Deadline;
 use memory::MemoryCap;
 
 pub(crate) use deadline::{start_epoch_ticker, ticks};
-pub(crate) use imports::{linker, unprovided_import, Unprovided};
+pub(crate) use imports::{deny_the_rest, linker, unknown_import};
 
 /// Per-store data: the WASI context, the resource table, the memory limiter and the
 /// state of the CPU deadline.

@@ -346,3 +346,42 @@ fn unknown_imports_and_wrong_signatures_are_named() {
     assert!(matches!(e, LoadError::WrongWorld { .. }), "{text}");
     assert!(text.contains("`choose`"), "{text}");
 }
+
+/// Mainstream toolchains (componentize-py, componentize-js) emit components that import
+/// WASI the sandbox denies, sockets and HTTP, without the policy ever using it. Such a
+/// component loads, routes and prints; only a call into a denied interface faults, and
+/// the fault names the interface.
+#[test]
+fn denied_wasi_imports_load_and_fault_only_when_called() {
+    let rt = PolicyRuntime::new().unwrap();
+    let component = rt
+        .load(&wasm("fixtures/wasm/denied.wasm"))
+        .unwrap_or_else(|e| panic!("refused at load: {e}"));
+    let instance = |call: &str| {
+        let setup = Setup {
+            backends: backends(3),
+            config: settings(&[call]),
+            seed: 1,
+        };
+        PolicyInstance::new(&component, &setup, Limits::default(), 0).expect("configures")
+    };
+    let mut quiet = instance("call=none");
+    let picks: Vec<usize> = (0..6)
+        .map(|t| quiet.choose(&NoRequest, t).expect("routes"))
+        .collect();
+    assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    for (call, interface) in [
+        ("call=sockets", "wasi:sockets/instance-network"),
+        ("call=http", "wasi:http/types"),
+    ] {
+        let fault = instance(call)
+            .choose(&NoRequest, 1)
+            .expect_err("a call into a denied interface faults");
+        assert_eq!(fault.kind, FaultKind::Trap, "{call}: {}", fault.detail);
+        assert!(
+            fault.detail.contains(interface) && fault.detail.contains("denies"),
+            "{call}: {}",
+            fault.detail
+        );
+    }
+}
